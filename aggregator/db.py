@@ -1,0 +1,107 @@
+"""Engines for the source and rollup databases, on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from aggregator.settings import Settings, redact
+from aggregator.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
+
+
+class DatabaseError(RuntimeError):
+    """A database cannot be used; the message is one line naming which and why."""
+
+
+def normalize_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _prepare_sqlite(url: URL) -> dict[str, Any]:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    return {"connect_args": {"timeout": 60, "check_same_thread": False}}
+
+
+def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # A writer takes SQLite's write lock up front: a tick is one atomic, serialized unit.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
+    """The rollup database. Writers' transactions take SQLite's write lock when they begin;
+    readers (the HTTP service) never wait for a tick."""
+    url = normalize_url(settings.rollup_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, **_prepare_sqlite(url))
+        _sqlite_pragmas(engine, immediate=writer)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def source_engine(settings: Settings) -> Engine:
+    url = normalize_url(settings.source_url)
+    translate = {SOURCE_SCHEMA: settings.effective_source_schema}
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, **_prepare_sqlite(url))
+        _sqlite_pragmas(engine, immediate=False)
+    else:
+        timeout_ms = int(settings.statement_timeout_seconds * 1000)
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"options": f"-c statement_timeout={timeout_ms}"},
+        )
+    return engine.execution_options(schema_translate_map=translate)
+
+
+def check_connect(engine: Engine, what: str) -> None:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise DatabaseError(
+            f"{what} database {redact(str(engine.url))} is unreachable: {first_line(exc)}"
+        ) from None
+
+
+def missing_source_tables(engine: Engine, schema: str | None) -> list[str]:
+    with engine.connect() as conn:
+        present = set(inspect(conn).get_table_names(schema=schema))
+    return sorted(name for name in SOURCE_TABLES if name not in present)
+
+
+def require_source_tables(engine: Engine, settings: Settings) -> None:
+    check_connect(engine, "source")
+    schema = settings.effective_source_schema
+    missing = missing_source_tables(engine, schema)
+    if missing:
+        where = f"schema {schema!r} of " if schema else ""
+        raise DatabaseError(
+            f"source tables missing in {where}{redact(str(engine.url))}: {', '.join(missing)} "
+            "(point DASHBOARD_METRICS_SOURCE_DATABASE_URL/SOURCE_SCHEMA at an Unstract database, "
+            "or run `dashboard-metrics generate-test-data`)"
+        )
+
+
+def first_line(exc: BaseException) -> str:
+    message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return message[0] if message else type(exc).__name__

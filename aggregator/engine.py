@@ -1,0 +1,224 @@
+"""The aggregator: ticks, reconciliation, backfill and retention over the rollup tiers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.engine import Connection, Engine
+
+from aggregator import sourcesql, state
+from aggregator.catalogue import change_columns
+from aggregator.recompute import Coverage, Plan, Written, execute
+from aggregator.rollup_tables import DAILY, HOURLY
+from aggregator.settings import Settings
+from aggregator.timeutil import HOUR, Clock, hours_between, utcnow
+
+log = logging.getLogger("dashboard_metrics.aggregator")
+
+
+@contextmanager
+def source_snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read transaction: every source query of a unit of work sees the same snapshot."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        with conn.begin():
+            yield conn
+
+
+@dataclass
+class TickResult:
+    started_at: datetime
+    duration_seconds: float = 0.0
+    dirty_hours: int = 0
+    plan: dict[str, int] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)
+    reconciled: bool = False
+    cleaned: dict[str, int] = field(default_factory=dict)
+    generation: int = 0
+
+    @property
+    def rows_written(self) -> int:
+        return sum(self.written.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "duration_seconds": round(self.duration_seconds, 6),
+            "dirty_hours": self.dirty_hours,
+            "recomputed": self.plan,
+            "rows_written": self.written,
+            "reconciled": self.reconciled,
+            "cleaned": self.cleaned,
+            "generation": self.generation,
+        }
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def last_occurrence(now: datetime, hh_mm: str, weekday: int | None = None) -> datetime:
+    """The latest UTC time <= now at HH:MM (on ``weekday``, Monday=0, when given)."""
+    hours, minutes = (int(part) for part in hh_mm.split(":"))
+    candidate = now.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    while candidate > now or (weekday is not None and candidate.weekday() != weekday):
+        candidate -= timedelta(days=1)
+    return candidate
+
+
+class Aggregator:
+    def __init__(
+        self,
+        settings: Settings,
+        rollup: Engine,
+        source: Engine,
+        clock: Clock = utcnow,
+        monotonic: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.settings = settings
+        self.rollup = rollup
+        self.source = source
+        self.clock = clock
+        self.monotonic = monotonic
+
+    # -- coverage -------------------------------------------------------------------------
+    def coverage(self, conn: Connection, now: datetime) -> Coverage:
+        untrusted = [date.fromisoformat(d) for d in state.get(conn, state.HOURLY_UNTRUSTED) or []]
+        hourly_floor = _parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
+        daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
+        return Coverage.at(
+            now,
+            self.settings.hourly_retention_days,
+            self.settings.daily_retention_days,
+            untrusted,
+            hourly_floor,
+            None if daily_floor is None else date.fromisoformat(daily_floor),
+        )
+
+    # -- ticks ----------------------------------------------------------------------------
+    def _scan_changes(
+        self, conn: Connection, source: Connection
+    ) -> tuple[set[datetime], dict[str, str]]:
+        overlap = timedelta(seconds=self.settings.change_overlap_seconds)
+        dirty: set[datetime] = set()
+        marks: dict[str, str] = {}
+        for table, column in sorted(change_columns().items()):
+            stored = _parse_time(state.get(conn, state.watermark_key(table)))
+            since = None if stored is None else stored - overlap
+            hours, latest = sourcesql.changed_hours(source, table, column, since)
+            dirty |= hours
+            if table == "page_usage":
+                dirty |= sourcesql.failed_file_hours_for_new_pages(source, since)
+            newest = max(filter(None, (stored, latest)), default=None)
+            if newest is not None:
+                marks[state.watermark_key(table)] = newest.isoformat()
+        return dirty, marks
+
+    def _due(self, conn: Connection, key: str, due_at: datetime) -> bool:
+        last = _parse_time(state.get(conn, key))
+        return last is None or last < due_at
+
+    def tick(self, *, reconcile: bool | None = None, housekeeping: bool = True) -> TickResult:
+        """Recompute every bucket touched since the last tick, atomically.
+
+        ``reconcile=None`` reconciles when the daily reconciliation is due; retention runs when
+        due if ``housekeeping``.
+        """
+        now = self.clock()
+        began = self.monotonic()
+        result = TickResult(started_at=now)
+        with self.rollup.begin() as conn:
+            state.take_write_lock(conn)
+            if reconcile is None:
+                due = last_occurrence(now, self.settings.reconcile_at)
+                reconcile = self._due(conn, state.LAST_RECONCILE, due)
+            with source_snapshot(self.source) as source:
+                dirty, marks = self._scan_changes(conn, source)
+                if reconcile:
+                    start = now - timedelta(days=self.settings.reconcile_days)
+                    dirty |= set(hours_between(start, now + HOUR))
+                plan = Plan.for_dirty_hours(dirty, self.coverage(conn, now))
+                written = execute(conn, source, plan, now) if plan else Written()
+            if housekeeping:
+                result.cleaned = self._housekeeping(conn, now)
+            values: dict[str, Any] = dict(marks)
+            if reconcile:
+                values[state.LAST_RECONCILE] = now.isoformat()
+            if written.total or sum(result.cleaned.values()):
+                result.generation = state.generation(conn) + 1
+                values[state.GENERATION] = result.generation
+            else:
+                result.generation = state.generation(conn)
+            result.dirty_hours = len(dirty)
+            result.plan = {
+                "hours": len(plan.hours), "days": len(plan.days), "months": len(plan.months)
+            }
+            result.written = written.as_dict()
+            result.reconciled = bool(reconcile)
+            result.duration_seconds = self.monotonic() - began
+            values[state.LAST_TICK] = result.as_dict()
+            state.put(conn, values, now)
+        log.info("tick", extra={"fields": result.as_dict()})
+        return result
+
+    # -- retention ------------------------------------------------------------------------
+    def _housekeeping(self, conn: Connection, now: datetime) -> dict[str, int]:
+        cleaned: dict[str, int] = {}
+        hourly_due = last_occurrence(now, self.settings.hourly_cleanup_at)
+        if self._due(conn, "last_cleanup:hourly", hourly_due):
+            cleaned["hourly"] = self._cleanup(conn, "hourly", self.settings.hourly_retention_days, now)
+        daily_due = last_occurrence(now, self.settings.daily_cleanup_at, weekday=6)
+        if self._due(conn, "last_cleanup:daily", daily_due):
+            cleaned["daily"] = self._cleanup(conn, "daily", self.settings.daily_retention_days, now)
+        return cleaned
+
+    def _cleanup(self, conn: Connection, tier: str, retention_days: int, now: datetime) -> int:
+        cutoff = now - timedelta(days=retention_days)
+        if tier == "hourly":
+            deleted = conn.execute(
+                delete(HOURLY.table).where(HOURLY.period < cutoff)
+            ).rowcount
+            untrusted = state.get(conn, state.HOURLY_UNTRUSTED) or []
+            kept = [d for d in untrusted if date.fromisoformat(d) >= cutoff.date()]
+            floor = _parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
+            state.put(
+                conn,
+                {
+                    state.HOURLY_UNTRUSTED: kept,
+                    state.HOURLY_DELETED_BEFORE: max(filter(None, (floor, cutoff))).isoformat(),
+                },
+                now,
+            )
+        else:
+            deleted = conn.execute(
+                delete(DAILY.table).where(DAILY.period < cutoff.date())
+            ).rowcount
+            floor = state.get(conn, state.DAILY_DELETED_BEFORE)
+            newest = max(filter(None, (floor, cutoff.date().isoformat())))
+            state.put(conn, {state.DAILY_DELETED_BEFORE: newest}, now)
+        state.put(conn, {f"last_cleanup:{tier}": now.isoformat()}, now)
+        log.info("cleanup", extra={"fields": {"tier": tier, "deleted": deleted,
+                                              "cutoff": cutoff.isoformat()}})
+        return int(deleted or 0)
+
+    def cleanup(self, tier: str, retention_days: int | None = None) -> int:
+        """Delete rows of ``tier`` older than the retention now (the ``cleanup`` command)."""
+        days = retention_days or (
+            self.settings.hourly_retention_days if tier == "hourly"
+            else self.settings.daily_retention_days
+        )
+        now = self.clock()
+        with self.rollup.begin() as conn:
+            state.take_write_lock(conn)
+            deleted = self._cleanup(conn, tier, days, now)
+            if deleted:
+                state.put(conn, {state.GENERATION: state.generation(conn) + 1}, now)
+        return deleted

@@ -1,0 +1,84 @@
+"""The rollup tables we own: one row per (organization, period, metric, project, tag)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Float,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeEngine
+
+from aggregator.sqltypes import UTCDateTime
+
+rollup_metadata = MetaData()
+
+
+def _rollup_table(name: str, period: str, period_type: TypeEngine[object]) -> Table:
+    return Table(
+        name,
+        rollup_metadata,
+        Column("organization_id", Text, nullable=False),
+        Column(period, period_type, nullable=False),
+        Column("metric_name", String(64), nullable=False),
+        Column("metric_type", String(16), nullable=False),
+        Column("metric_value", Float, nullable=False),
+        Column("metric_count", BigInteger, nullable=False),
+        Column("buckets", Text, nullable=True),
+        Column("project", String(64), nullable=False, server_default="default"),
+        Column("tag", String(64), nullable=False, server_default=""),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("modified_at", UTCDateTime, nullable=False),
+        PrimaryKeyConstraint(
+            "organization_id", period, "metric_name", "project", "tag", name=f"{name}_pkey"
+        ),
+        Index(f"ix_{name}_{period}", period),
+        Index(f"ix_{name}_metric_{period}", "metric_name", period),
+    )
+
+
+event_metrics_hourly = _rollup_table("event_metrics_hourly", "timestamp", UTCDateTime())
+event_metrics_daily = _rollup_table("event_metrics_daily", "date", Date())
+event_metrics_monthly = _rollup_table("event_metrics_monthly", "month", Date())
+
+aggregator_state = Table(
+    "aggregator_state",
+    rollup_metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+class Granularity(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+    MONTH = "month"
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    table: Table
+    period_column: str
+    granularity: Granularity
+
+    @property
+    def period(self) -> Column[object]:
+        return self.table.c[self.period_column]
+
+
+HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)
+DAILY = Tier("daily", event_metrics_daily, "date", Granularity.DAY)
+MONTHLY = Tier("monthly", event_metrics_monthly, "month", Granularity.MONTH)
+TIERS = {tier.name: tier for tier in (HOURLY, DAILY, MONTHLY)}

@@ -1,0 +1,260 @@
+"""Set-based SQL over the source tables, derived from the metric catalogue.
+
+One query per (source table, organization path) computes every metric of that group for all
+organizations and every bucket of the requested ranges at once (conditional aggregation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Connection
+
+from aggregator import source_tables as st
+from aggregator.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
+from aggregator.rollup_tables import Granularity
+from aggregator.values import Agg, Rollup, RowKey
+
+TimeRanges = Sequence[tuple[datetime, datetime]]
+
+_SQLITE_FORMATS = {
+    Granularity.HOUR: "%Y-%m-%d %H:00:00",
+    Granularity.DAY: "%Y-%m-%d 00:00:00",
+    Granularity.MONTH: "%Y-%m-01 00:00:00",
+}
+
+
+def bucket_expr(
+    column: ColumnElement[Any], granularity: Granularity, dialect: str
+) -> ColumnElement[Any]:
+    """The UTC bucket start of a timestamp column."""
+    if dialect == "postgresql":
+        return func.date_trunc(granularity.value, func.timezone("UTC", column))
+    return func.strftime(_SQLITE_FORMATS[granularity], column)
+
+
+def parse_bucket(raw: Any, granularity: Granularity) -> datetime | date:
+    value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value if granularity is Granularity.HOUR else value.date()
+
+
+def in_ranges(column: ColumnElement[Any], ranges: TimeRanges) -> ColumnElement[bool]:
+    if not ranges:
+        return false()
+    return or_(*(and_(column >= start, column < end) for start, end in ranges))
+
+
+def file_id_matches_run_id(
+    file_id: ColumnElement[Any], run_id: ColumnElement[Any], dialect: str
+) -> ColumnElement[bool]:
+    """workflow_file_execution.id = page_usage.run_id, written so an index on the id serves it."""
+    if dialect == "postgresql":
+        # run_id may be blank or not a uuid: cast only what looks like one.
+        as_uuid = case(
+            (run_id.op("~*")("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+             cast(run_id, st.workflow_file_execution.c.id.type)),
+            else_=None,
+        )
+        return file_id == as_uuid
+    return file_id == run_id
+
+
+def org_source(org_via: OrgVia) -> tuple[FromClause, ColumnElement[str]]:
+    """The FROM clause joining a metric's source table to its organization, and the string id."""
+    org = st.organization
+    we = st.workflow_execution
+    if org_via is OrgVia.USAGE_ORG_PK:
+        return st.usage.join(org, org.c.id == st.usage.c.organization_id), org.c.organization_id
+    if org_via is OrgVia.PAGE_USAGE_STRING:
+        joined = st.page_usage.join(org, org.c.organization_id == st.page_usage.c.organization_id)
+        return joined, st.page_usage.c.organization_id
+    if org_via is OrgVia.WORKFLOW:
+        joined = we.join(st.workflow, st.workflow.c.id == we.c.workflow_id).join(
+            org, org.c.id == st.workflow.c.organization_id
+        )
+        return joined, org.c.organization_id
+    if org_via is OrgVia.FILE_EXECUTION_WORKFLOW:
+        wfe = st.workflow_file_execution
+        joined = (
+            wfe.join(we, we.c.id == wfe.c.workflow_execution_id)
+            .join(st.workflow, st.workflow.c.id == we.c.workflow_id)
+            .join(org, org.c.id == st.workflow.c.organization_id)
+        )
+        return joined, org.c.organization_id
+    if org_via is OrgVia.API_DEPLOYMENT:
+        api = st.api_deployment
+        joined = we.join(api, api.c.id == we.c.pipeline_id).join(
+            org, org.c.id == api.c.organization_id
+        )
+        return joined, org.c.organization_id
+    if org_via is OrgVia.ETL_PIPELINE:
+        pipe = st.pipeline
+        joined = we.join(
+            pipe, and_(pipe.c.id == we.c.pipeline_id, pipe.c.pipeline_type == "ETL")
+        ).join(org, org.c.id == pipe.c.organization_id)
+        return joined, org.c.organization_id
+    raise ValueError(f"unknown organization path {org_via}")
+
+
+def metric_filter(entry: Metric) -> ColumnElement[bool]:
+    table = st.SOURCE_TABLES[entry.table]
+    if not entry.where:
+        return true()
+    return and_(*(table.c[column] == value for column, value in entry.where))
+
+
+def metric_value(entry: Metric) -> ColumnElement[Any]:
+    table = st.SOURCE_TABLES[entry.table]
+    if entry.value == FILE_PAGES:
+        pages = st.page_usage
+        return func.coalesce(
+            select(func.sum(pages.c.pages_processed))
+            .where(pages.c.run_id == cast(table.c.id, Text))
+            .scalar_subquery(),
+            0,
+        )
+    assert entry.value is not None
+    return table.c[entry.value]
+
+
+def group_query(
+    metrics: Sequence[Metric],
+    granularity: Granularity,
+    ranges: TimeRanges,
+    dialect: str,
+    organization_id: str | None = None,
+) -> Select[Any]:
+    """One GROUP BY (organization, bucket) query computing every metric of one source group."""
+    first = metrics[0]
+    table = st.SOURCE_TABLES[first.table]
+    from_clause, org_column = org_source(first.org_via)
+    time_column = table.c[first.time_column]
+    columns: list[ColumnElement[Any]] = [
+        org_column.label("org"),
+        bucket_expr(time_column, granularity, dialect).label("bucket"),
+    ]
+    filters = []
+    for index, entry in enumerate(metrics):
+        condition = metric_filter(entry)
+        filters.append(condition)
+        columns.append(func.sum(case((condition, 1), else_=0)).label(f"n{index}"))
+        if entry.value is not None:
+            value = metric_value(entry)
+            columns.append(func.sum(case((condition, value), else_=0)).label(f"v{index}"))
+            for slot, bound in enumerate(entry.buckets):
+                in_bucket = and_(condition, value <= literal(bound))
+                columns.append(func.sum(case((in_bucket, 1), else_=0)).label(f"b{index}_{slot}"))
+    where = [in_ranges(time_column, ranges), or_(*filters)]
+    if organization_id is not None:
+        where.append(org_column == organization_id)
+    return (
+        select(*columns)
+        .select_from(from_clause)
+        .where(*where)
+        .group_by(columns[0], columns[1])
+    )
+
+
+def _row_aggs(metrics: Sequence[Metric], row: Any) -> list[tuple[Metric, Agg]]:
+    mapping = row._mapping
+    out = []
+    for index, entry in enumerate(metrics):
+        count = int(mapping[f"n{index}"] or 0)
+        if count == 0:
+            continue  # buckets with no events have no row
+        if entry.value is None:
+            out.append((entry, Agg(float(count), count)))
+            continue
+        value = float(mapping[f"v{index}"] or 0)
+        cumulative = [int(mapping[f"b{index}_{slot}"] or 0) for slot in range(len(entry.buckets))]
+        counts = [c - p for c, p in zip(cumulative, [0, *cumulative[:-1]], strict=True)]
+        counts.append(count - (cumulative[-1] if cumulative else 0))
+        out.append((entry, Agg(value, count, tuple(counts))))
+    return out
+
+
+def compute(
+    conn: Connection,
+    granularity: Granularity,
+    ranges: TimeRanges,
+    organization_id: str | None = None,
+    metric_names: Sequence[str] | None = None,
+) -> Rollup:
+    """Every catalogue metric per organization and bucket over the given time ranges."""
+    result: Rollup = {}
+    if not ranges:
+        return result
+    dialect = conn.dialect.name
+    for metrics in metric_groups().values():
+        selected = [m for m in metrics if metric_names is None or m.name in metric_names]
+        if not selected:
+            continue
+        query = group_query(selected, granularity, ranges, dialect, organization_id)
+        for row in conn.execute(query):
+            period = parse_bucket(row.bucket, granularity)
+            for entry, agg in _row_aggs(selected, row):
+                result[RowKey(row.org, period, entry.name)] = agg
+    return result
+
+
+def changed_hours(
+    conn: Connection, table_name: str, change_column: str, since: datetime | None
+) -> tuple[set[datetime], datetime | None]:
+    """Hours (by the event time) of rows changed after ``since``, and the newest change seen."""
+    table = st.SOURCE_TABLES[table_name]
+    changed = table.c[change_column]
+    hour = bucket_expr(table.c.created_at, Granularity.HOUR, conn.dialect.name)
+    query = select(hour.label("hour"), func.max(changed).label("latest")).group_by(hour)
+    if since is not None:
+        query = query.where(changed > since)
+    hours: set[datetime] = set()
+    latest: datetime | None = None
+    for row in conn.execute(query):
+        hours.add(parse_bucket(row.hour, Granularity.HOUR))  # type: ignore[arg-type]
+        row_latest = _as_utc(row.latest)
+        if row_latest is not None and (latest is None or row_latest > latest):
+            latest = row_latest
+    return hours, latest
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def failed_file_hours_for_new_pages(conn: Connection, since: datetime | None) -> set[datetime]:
+    """Hours of failed files whose page_usage rows arrived after ``since`` (failed_pages)."""
+    wfe = st.workflow_file_execution
+    pages = st.page_usage
+    dialect = conn.dialect.name
+    hour = bucket_expr(wfe.c.created_at, Granularity.HOUR, dialect)
+    query = (
+        select(hour.label("hour"))
+        .select_from(pages.join(wfe, file_id_matches_run_id(wfe.c.id, pages.c.run_id, dialect)))
+        .where(wfe.c.status == "ERROR")
+        .group_by(hour)
+    )
+    if since is not None:
+        query = query.where(pages.c.created_at > since)
+    return {parse_bucket(row.hour, Granularity.HOUR) for row in conn.execute(query)}  # type: ignore[misc]

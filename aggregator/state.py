@@ -1,0 +1,62 @@
+"""aggregator_state: watermarks, the cache generation, run records; and the writer lock."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
+
+from aggregator.rollup_tables import aggregator_state
+from aggregator.upsert import upsert_rows
+
+# Any constant works; it only has to be the same for every process writing these rollups.
+WRITE_LOCK_KEY = 0x64617368  # "dash"
+LEADER_LOCK_KEY = 0x6C656164  # "lead"
+
+GENERATION = "generation"
+LAST_TICK = "last_tick"
+LAST_RECONCILE = "last_reconcile"
+HOURLY_UNTRUSTED = "hourly_untrusted_days"
+HOURLY_DELETED_BEFORE = "hourly_deleted_before"
+DAILY_DELETED_BEFORE = "daily_deleted_before"
+
+
+def watermark_key(table: str) -> str:
+    return f"watermark:{table}"
+
+
+def take_write_lock(conn: Connection) -> None:
+    """Serialize writers for the rest of this transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock (released at commit or rollback, also when a
+    killed process's connection drops). SQLite: the transaction began with BEGIN IMMEDIATE.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+
+
+def get(conn: Connection, key: str) -> Any:
+    row = conn.execute(
+        select(aggregator_state.c.value).where(aggregator_state.c.key == key)
+    ).scalar_one_or_none()
+    return None if row is None else json.loads(row)
+
+
+def get_all(conn: Connection) -> dict[str, Any]:
+    rows = conn.execute(select(aggregator_state.c.key, aggregator_state.c.value))
+    return {key: json.loads(value) for key, value in rows}
+
+
+def put(conn: Connection, values: dict[str, Any], now: datetime) -> None:
+    rows = [
+        {"key": key, "value": json.dumps(value, default=str), "updated_at": now}
+        for key, value in values.items()
+    ]
+    upsert_rows(conn, aggregator_state, rows, ["key"], ["value", "updated_at"])
+
+
+def generation(conn: Connection) -> int:
+    return int(get(conn, GENERATION) or 0)

@@ -1,0 +1,76 @@
+"""UTC bucket arithmetic shared by the aggregator, the API and the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+
+Clock = Callable[[], datetime]
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def hour_start(value: datetime) -> datetime:
+    return as_utc(value).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(value: datetime) -> date:
+    return as_utc(value).date()
+
+
+def month_of(value: date | datetime) -> date:
+    if isinstance(value, datetime):
+        value = as_utc(value).date()
+    return value.replace(day=1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    """Hour starts h with start <= h < end (start is truncated first)."""
+    current = hour_start(start)
+    while current < end:
+        yield current
+        current += HOUR
+
+
+def days_between(start: date, end: date) -> Iterator[date]:
+    """Days d with start <= d < end."""
+    current = start
+    while current < end:
+        yield current
+        current += DAY
+
+
+def months_between(start: date, end: date) -> Iterator[date]:
+    """Month starts m with month_of(start) <= m < end."""
+    current = month_of(start)
+    while current < end:
+        yield current
+        current = next_month(current)
+
+
+def merge_ranges(starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Collapse sorted bucket starts of equal width into contiguous [start, end) ranges."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for start in sorted(set(starts)):
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], start + width)
+        else:
+            ranges.append((start, start + width))
+    return ranges

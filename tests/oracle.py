@@ -1,0 +1,131 @@
+"""A deliberately naive oracle: every metric computed in Python from raw source rows.
+
+It shares nothing with the aggregator's SQL: it reads whole tables row by row and follows the
+metric definitions of DESIGN.md literally.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from aggregator import source_tables as st
+from aggregator.catalogue import METRICS
+
+Event = tuple[str, str, datetime, float]  # organization, metric, created_at, value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _rows(engine: Engine, table: Any) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(select(table))]
+
+
+def events(source: Engine) -> list[Event]:
+    orgs = {row["id"]: row["organization_id"] for row in _rows(source, st.organization)}
+    known = set(orgs.values())
+    workflows = {row["id"]: row for row in _rows(source, st.workflow)}
+    executions = {row["id"]: row for row in _rows(source, st.workflow_execution)}
+    deployments = {row["id"]: row for row in _rows(source, st.api_deployment)}
+    pipelines = {row["id"]: row for row in _rows(source, st.pipeline)}
+    pages = _rows(source, st.page_usage)
+    pages_by_run: dict[str, int] = defaultdict(int)
+    for row in pages:
+        pages_by_run[row["run_id"]] += row["pages_processed"]
+
+    def workflow_org(workflow_id: Any) -> str | None:
+        workflow = workflows.get(workflow_id)
+        return None if workflow is None else orgs.get(workflow["organization_id"])
+
+    out: list[Event] = []
+    for row in _rows(source, st.workflow_file_execution):
+        execution = executions.get(row["workflow_execution_id"])
+        org = None if execution is None else workflow_org(execution["workflow_id"])
+        if org is None:
+            continue
+        when = _utc(row["created_at"])
+        if row["status"] == "COMPLETED":
+            out.append((org, "documents_processed", when, 1.0))
+        if row["status"] == "ERROR":
+            out.append((org, "failed_pages", when, float(pages_by_run.get(row["id"], 0))))
+    for row in pages:
+        if row["organization_id"] in known:
+            out.append((row["organization_id"], "pages_processed", _utc(row["created_at"]),
+                        float(row["pages_processed"])))
+    for row in _rows(source, st.usage):
+        org = orgs.get(row["organization_id"])
+        if org is None or row["usage_type"] != "llm":
+            continue
+        when = _utc(row["created_at"])
+        out.append((org, "llm_calls", when, 1.0))
+        out.append((org, "llm_usage", when, float(row["cost_in_dollars"])))
+        out.append((org, "llm_tokens", when, float(row["total_tokens"])))
+        if row["llm_usage_reason"] == "challenge":
+            out.append((org, "challenges", when, 1.0))
+        if row["llm_usage_reason"] == "summarize":
+            out.append((org, "summarization_calls", when, 1.0))
+    for row in executions.values():
+        when = _utc(row["created_at"])
+        org = workflow_org(row["workflow_id"])
+        if org is not None:
+            out.append((org, "prompt_executions", when, 1.0))
+        deployment = deployments.get(row["pipeline_id"])
+        if deployment is not None and orgs.get(deployment["organization_id"]):
+            out.append((orgs[deployment["organization_id"]], "deployed_api_requests", when, 1.0))
+        pipeline = pipelines.get(row["pipeline_id"])
+        if (
+            pipeline is not None
+            and pipeline["pipeline_type"] == "ETL"
+            and orgs.get(pipeline["organization_id"])
+        ):
+            out.append((orgs[pipeline["organization_id"]], "etl_pipeline_executions", when, 1.0))
+    return out
+
+
+def period_of(when: datetime, tier: str) -> datetime | date:
+    if tier == "hourly":
+        return when.replace(minute=0, second=0, microsecond=0)
+    if tier == "daily":
+        return when.date()
+    return when.date().replace(day=1)
+
+
+@dataclass
+class Cell:
+    value: float = 0.0
+    count: int = 0
+    buckets: list[int] = field(default_factory=list)
+
+
+def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Cell]:
+    cells: dict[tuple[str, Any, str], Cell] = {}
+    for org, name, when, value in all_events:
+        metric = METRICS[name]
+        cell = cells.setdefault((org, period_of(when, tier), name), Cell())
+        cell.value += value
+        cell.count += 1
+        if metric.is_histogram:
+            if not cell.buckets:
+                cell.buckets = [0] * (len(metric.buckets) + 1)
+            cell.buckets[bisect.bisect_left(metric.buckets, value)] += 1
+    return cells
+
+
+def totals(all_events: list[Event]) -> dict[tuple[str, str], Cell]:
+    """All-time totals per (organization, metric)."""
+    out: dict[tuple[str, str], Cell] = {}
+    for (org, _period, name), cell in rollup(all_events, "monthly").items():
+        total = out.setdefault((org, name), Cell(buckets=[0] * len(cell.buckets)))
+        total.value += cell.value
+        total.count += cell.count
+        total.buckets = [a + b for a, b in zip(total.buckets, cell.buckets, strict=True)]
+    return out
