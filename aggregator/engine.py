@@ -88,6 +88,8 @@ class Aggregator:
         self.source = source
         self.clock = clock
         self.monotonic = monotonic
+        # Failed ticks not yet counted in aggregator_state (the database may have been down).
+        self.pending_failures = 0
 
     # -- coverage -------------------------------------------------------------------------
     def coverage(self, conn: Connection, now: datetime) -> Coverage:
@@ -165,7 +167,12 @@ class Aggregator:
             result.reconciled = bool(reconcile)
             result.duration_seconds = self.monotonic() - began
             values[state.LAST_TICK] = result.as_dict()
+            values[state.TICKS_TOTAL] = int(state.get(conn, state.TICKS_TOTAL) or 0) + 1
+            values[state.TICK_FAILURES_TOTAL] = (
+                int(state.get(conn, state.TICK_FAILURES_TOTAL) or 0) + self.pending_failures
+            )
             state.put(conn, values, now)
+        self.pending_failures = 0
         log.info("tick", extra={"fields": result.as_dict()})
         return result
 

@@ -1,0 +1,14 @@
+"""Typed application state keys shared by the service's modules."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from aggregator.settings import Settings
+from aggregator.timeutil import Clock
+
+SETTINGS = web.AppKey("settings", Settings)
+ROLLUP = web.AppKey("rollup", Engine)  # read-only use: the service never writes rollups
+SOURCE = web.AppKey("source", Engine)  # live-* endpoints only
+CLOCK = web.AppKey("clock", Clock)
