@@ -14,12 +14,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
-from aggregator import sourcesql, state, store
+from aggregator import sourcesql, state, store, totals
 from aggregator.engine import Aggregator, source_snapshot
 from aggregator.recompute import Coverage, as_time_ranges, day_ranges
 from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity, Tier
 from aggregator.timeutil import DAY, day_start, days_between, month_of, next_month
-from aggregator.values import Rollup, add_into
+from aggregator.values import Rollup, add_into, as_datetime
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -86,17 +86,26 @@ class Backfill:
             self._month(now, month, days, report, progress)
         log.info(
             "backfill",
-            extra={"fields": {
-                "start": report.start.isoformat(), "end": report.end.isoformat(),
-                "organization_id": self.options.organization_id, "dry_run": self.options.dry_run,
-                "tiers": {k: vars(v) for k, v in report.tiers.items()},
-            }},
+            extra={
+                "fields": {
+                    "start": report.start.isoformat(),
+                    "end": report.end.isoformat(),
+                    "organization_id": self.options.organization_id,
+                    "dry_run": self.options.dry_run,
+                    "tiers": {k: vars(v) for k, v in report.tiers.items()},
+                }
+            },
         )
         return report
 
     def _write(
-        self, conn: Connection, tier: Tier, ranges: list[tuple[object, object]], new: Rollup,
-        stamp: datetime, report: TierReport,
+        self,
+        conn: Connection,
+        tier: Tier,
+        ranges: list[tuple[object, object]],
+        new: Rollup,
+        stamp: datetime,
+        report: TierReport,
     ) -> int:
         old = store.read(conn, tier, ranges, self.options.organization_id)
         report.rows += len(new)
@@ -110,7 +119,11 @@ class Backfill:
         return written
 
     def _month(
-        self, now: datetime, month: date, days: list[date], report: BackfillReport,
+        self,
+        now: datetime,
+        month: date,
+        days: list[date],
+        report: BackfillReport,
         progress: Progress | None,
     ) -> None:
         org = self.options.organization_id
@@ -130,11 +143,19 @@ class Backfill:
                         add_into(day_total, key._replace(period=day), value)
                         add_into(month_total, key._replace(period=month), value)
                     if not self.options.skip_hourly:
-                        covered = {k: v for k, v in hours.items() if coverage.hour_covered(k.period)}  # type: ignore[arg-type]
+                        covered = {
+                            k: v
+                            for k, v in hours.items()
+                            if coverage.hour_covered(as_datetime(k.period))
+                        }
                         start = max(day_start(day), coverage.hourly_from)
                         if start < day_start(day + DAY):
                             written += self._write(
-                                conn, HOURLY, [(start, day_start(day + DAY))], covered, now,
+                                conn,
+                                HOURLY,
+                                [(start, day_start(day + DAY))],
+                                covered,
+                                now,
                                 report.tiers["hourly"],
                             )
                     if not self.options.skip_daily and coverage.day_covered(day):
@@ -145,15 +166,22 @@ class Backfill:
                         progress(1, day.isoformat())
                 if not self.options.skip_monthly:
                     outside = [
-                        r for r in day_ranges(
+                        r
+                        for r in day_ranges(
                             d for d in days_between(month, next_month(month)) if d not in days
                         )
                     ]
-                    rest = sourcesql.compute(source, Granularity.MONTH, as_time_ranges(outside), org)
+                    rest = sourcesql.compute(
+                        source, Granularity.MONTH, as_time_ranges(outside), org
+                    )
                     for key, value in rest.items():
                         add_into(month_total, key, value)
                     written += self._write(
-                        conn, MONTHLY, [(month, next_month(month))], month_total, now,
+                        conn,
+                        MONTHLY,
+                        [(month, next_month(month))],
+                        month_total,
+                        now,
                         report.tiers["monthly"],
                     )
             if progress:
@@ -172,6 +200,7 @@ class Backfill:
                 # Every organization's hours of these days were rewritten: trusted again.
                 updates[state.HOURLY_UNTRUSTED] = sorted(untrusted - {d.isoformat() for d in days})
             if written:
+                totals.refresh_totals(conn, now)
                 updates[state.GENERATION] = state.generation(conn) + 1
             if updates:
                 state.put(conn, updates, now)

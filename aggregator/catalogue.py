@@ -187,7 +187,7 @@ CATALOGUE: tuple[Metric, ...] = (
         value=FILE_PAGES,
         buckets=FAILED_PAGE_BUCKETS,
         prometheus_name="failed_document_pages",
-        help="Pages per failed file (workflow_file_execution ERROR; pages from page_usage, 0 if none)",
+        help="Pages per failed file (workflow_file_execution ERROR; page_usage pages, 0 if none)",
         unit="pages",
     ),
     Metric(

@@ -6,6 +6,7 @@ they run at their UTC times, survive restarts, and are tested with a fake clock.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import threading
@@ -73,10 +74,8 @@ class LeaderLock:
 
     def release(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(SQLAlchemyError):
                 self._conn.close()
-            except SQLAlchemyError:
-                pass
             self._conn = None
         if self._file is not None:
             self._file.close()
@@ -84,8 +83,12 @@ class LeaderLock:
 
 
 class Daemon:
-    def __init__(self, aggregator: Aggregator, stop: threading.Event | None = None,
-                 standby_poll_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        stop: threading.Event | None = None,
+        standby_poll_seconds: float = 5.0,
+    ) -> None:
         self.aggregator = aggregator
         self.stop = stop or threading.Event()
         self.standby_poll_seconds = standby_poll_seconds
@@ -106,8 +109,10 @@ class Daemon:
         except SQLAlchemyError as exc:
             self.failures += 1
             self.aggregator.pending_failures += 1
-            log.error("tick failed", extra={"fields": {"error": first_line(exc),
-                                                       "failures": self.failures}})
+            log.error(
+                "tick failed",
+                extra={"fields": {"error": first_line(exc), "failures": self.failures}},
+            )
         except Exception as exc:  # a bug must not kill the daemon; it is logged and counted
             self.failures += 1
             self.aggregator.pending_failures += 1
@@ -131,15 +136,17 @@ class Daemon:
     def run(self) -> None:
         if not self._wait_for_leadership():
             return
-        self.scheduler.every(self.aggregator.settings.tick_seconds).seconds.do(self.safe_tick)
+        every = self.aggregator.settings.tick_seconds
+        self.scheduler.every(every).seconds.do(self.safe_tick)  # type: ignore[arg-type]
         self.safe_tick()
         while not self.stop.is_set():
             self.scheduler.run_pending()
             idle = self.scheduler.idle_seconds
             self.stop.wait(max(0.05, min(1.0, idle if idle is not None else 1.0)))
         self.leader.release()
-        log.info("aggregator stopped", extra={"fields": {"ticks": self.ticks,
-                                                         "failures": self.failures}})
+        log.info(
+            "aggregator stopped", extra={"fields": {"ticks": self.ticks, "failures": self.failures}}
+        )
 
     def run_in_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="aggregator", daemon=True)

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection, Engine
 
-from aggregator import sourcesql, state
+from aggregator import runstats, sourcesql, state, totals
 from aggregator.catalogue import change_columns
 from aggregator.recompute import Coverage, Plan, Written, execute
 from aggregator.rollup_tables import DAILY, HOURLY
@@ -28,7 +28,9 @@ def source_snapshot(engine: Engine) -> Iterator[Connection]:
     """One read transaction: every source query of a unit of work sees the same snapshot."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            conn = conn.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         with conn.begin():
             yield conn
 
@@ -155,13 +157,16 @@ class Aggregator:
             if reconcile:
                 values[state.LAST_RECONCILE] = now.isoformat()
             if written.total or sum(result.cleaned.values()):
+                totals.refresh_totals(conn, now)
                 result.generation = state.generation(conn) + 1
                 values[state.GENERATION] = result.generation
             else:
                 result.generation = state.generation(conn)
             result.dirty_hours = len(dirty)
             result.plan = {
-                "hours": len(plan.hours), "days": len(plan.days), "months": len(plan.months)
+                "hours": len(plan.hours),
+                "days": len(plan.days),
+                "months": len(plan.months),
             }
             result.written = written.as_dict()
             result.reconciled = bool(reconcile)
@@ -172,6 +177,7 @@ class Aggregator:
                 int(state.get(conn, state.TICK_FAILURES_TOTAL) or 0) + self.pending_failures
             )
             state.put(conn, values, now)
+            runstats.record_tick(conn, result.as_dict(), now)
         self.pending_failures = 0
         log.info("tick", extra={"fields": result.as_dict()})
         return result
@@ -181,7 +187,9 @@ class Aggregator:
         cleaned: dict[str, int] = {}
         hourly_due = last_occurrence(now, self.settings.hourly_cleanup_at)
         if self._due(conn, "last_cleanup:hourly", hourly_due):
-            cleaned["hourly"] = self._cleanup(conn, "hourly", self.settings.hourly_retention_days, now)
+            cleaned["hourly"] = self._cleanup(
+                conn, "hourly", self.settings.hourly_retention_days, now
+            )
         daily_due = last_occurrence(now, self.settings.daily_cleanup_at, weekday=6)
         if self._due(conn, "last_cleanup:daily", daily_due):
             cleaned["daily"] = self._cleanup(conn, "daily", self.settings.daily_retention_days, now)
@@ -190,9 +198,7 @@ class Aggregator:
     def _cleanup(self, conn: Connection, tier: str, retention_days: int, now: datetime) -> int:
         cutoff = now - timedelta(days=retention_days)
         if tier == "hourly":
-            deleted = conn.execute(
-                delete(HOURLY.table).where(HOURLY.period < cutoff)
-            ).rowcount
+            deleted = conn.execute(delete(HOURLY.table).where(HOURLY.period < cutoff)).rowcount
             untrusted = state.get(conn, state.HOURLY_UNTRUSTED) or []
             kept = [d for d in untrusted if date.fromisoformat(d) >= cutoff.date()]
             floor = _parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
@@ -205,21 +211,22 @@ class Aggregator:
                 now,
             )
         else:
-            deleted = conn.execute(
-                delete(DAILY.table).where(DAILY.period < cutoff.date())
-            ).rowcount
+            deleted = conn.execute(delete(DAILY.table).where(DAILY.period < cutoff.date())).rowcount
             floor = state.get(conn, state.DAILY_DELETED_BEFORE)
             newest = max(filter(None, (floor, cutoff.date().isoformat())))
             state.put(conn, {state.DAILY_DELETED_BEFORE: newest}, now)
         state.put(conn, {f"last_cleanup:{tier}": now.isoformat()}, now)
-        log.info("cleanup", extra={"fields": {"tier": tier, "deleted": deleted,
-                                              "cutoff": cutoff.isoformat()}})
+        log.info(
+            "cleanup",
+            extra={"fields": {"tier": tier, "deleted": deleted, "cutoff": cutoff.isoformat()}},
+        )
         return int(deleted or 0)
 
     def cleanup(self, tier: str, retention_days: int | None = None) -> int:
         """Delete rows of ``tier`` older than the retention now (the ``cleanup`` command)."""
         days = retention_days or (
-            self.settings.hourly_retention_days if tier == "hourly"
+            self.settings.hourly_retention_days
+            if tier == "hourly"
             else self.settings.daily_retention_days
         )
         now = self.clock()
@@ -227,5 +234,6 @@ class Aggregator:
             state.take_write_lock(conn)
             deleted = self._cleanup(conn, tier, days, now)
             if deleted:
+                totals.refresh_totals(conn, now)
                 state.put(conn, {state.GENERATION: state.generation(conn) + 1}, now)
         return deleted

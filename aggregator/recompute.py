@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from aggregator import sourcesql, store
 from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity
 from aggregator.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
-from aggregator.values import Agg, Rollup, RowKey, add_into
+from aggregator.values import Agg, Rollup, RowKey, add_into, as_datetime
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def execute(conn: Connection, source: Connection, plan: Plan, stamp: datetime) -
         old = store.read(conn, HOURLY, ranges)
         written.hourly += store.merge(conn, HOURLY, old, new, stamp)
         for key, diff in difference(old, new).items():
-            day = key.period.date()  # type: ignore[union-attr]
+            day = as_datetime(key.period).date()
             if day not in plan.days:
                 add_into(day_deltas, key._replace(period=day), diff)
                 if month_of(day) not in plan.months:
@@ -151,7 +151,7 @@ def execute(conn: Connection, source: Connection, plan: Plan, stamp: datetime) -
                 add_into(month_deltas, key._replace(period=month), diff)
 
     if day_deltas:
-        ranges_d = day_ranges({key.period for key in day_deltas})  # type: ignore[misc]
+        ranges_d = day_ranges({key.period for key in day_deltas})
         written.daily += store.apply_deltas(conn, DAILY, day_deltas, ranges_d, stamp)
 
     if plan.months:
@@ -161,6 +161,6 @@ def execute(conn: Connection, source: Connection, plan: Plan, stamp: datetime) -
         written.monthly += store.merge(conn, MONTHLY, old, new, stamp)
 
     if month_deltas:
-        ranges_m = month_ranges({key.period for key in month_deltas})  # type: ignore[misc]
+        ranges_m = month_ranges({key.period for key in month_deltas})
         written.monthly += store.apply_deltas(conn, MONTHLY, month_deltas, ranges_m, stamp)
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,7 +25,7 @@ from aggregator.sqltypes import UTCDateTime
 rollup_metadata = MetaData()
 
 
-def _rollup_table(name: str, period: str, period_type: TypeEngine[object]) -> Table:
+def _rollup_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table:
     return Table(
         name,
         rollup_metadata,

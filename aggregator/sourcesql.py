@@ -69,8 +69,10 @@ def file_id_matches_run_id(
     if dialect == "postgresql":
         # run_id may be blank or not a uuid: cast only what looks like one.
         as_uuid = case(
-            (run_id.op("~*")("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-             cast(run_id, st.workflow_file_execution.c.id.type)),
+            (
+                run_id.op("~*")("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+                cast(run_id, st.workflow_file_execution.c.id.type),
+            ),
             else_=None,
         )
         return file_id == as_uuid
@@ -165,12 +167,7 @@ def group_query(
     where = [in_ranges(time_column, ranges), or_(*filters)]
     if organization_id is not None:
         where.append(org_column == organization_id)
-    return (
-        select(*columns)
-        .select_from(from_clause)
-        .where(*where)
-        .group_by(columns[0], columns[1])
-    )
+    return select(*columns).select_from(from_clause).where(*where).group_by(columns[0], columns[1])
 
 
 def _row_aggs(metrics: Sequence[Metric], row: Any) -> list[tuple[Metric, Agg]]:

@@ -26,7 +26,7 @@ def period_filter(tier: Tier, ranges: PeriodRanges) -> Any:
 def _period(tier: Tier, value: Any) -> datetime | date:
     if isinstance(value, str):  # SQLite dates come back as text in aggregate queries
         return date.fromisoformat(value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def read(

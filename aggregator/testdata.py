@@ -76,8 +76,16 @@ class Rows:
 
     def flush(self) -> None:
         # Parents first so foreign keys hold.
-        for name in ("organization", "workflow", "pipeline", "api_deployment",
-                     "workflow_execution", "workflow_file_execution", "usage", "page_usage"):
+        for name in (
+            "organization",
+            "workflow",
+            "pipeline",
+            "api_deployment",
+            "workflow_execution",
+            "workflow_file_execution",
+            "usage",
+            "page_usage",
+        ):
             rows = self.pending.pop(name, [])
             if rows:
                 write_rows(self.conn, st.SOURCE_TABLES[name], rows)
@@ -123,12 +131,22 @@ class Generator:
         ).scalar_one_or_none()
         if existing is not None:
             return int(existing)
-        next_id = int(self.conn.execute(select(func.coalesce(func.max(org.c.id), 0))).scalar_one()) + 1
-        self.conn.execute(insert(org).values(
-            id=next_id, name=string_id, display_name=string_id.upper(), organization_id=string_id,
-            allowed_token_limit=-1, restrict_llm_adapter_creation=False,
-            restrict_connector_creation=False, created_at=stamp, modified_at=stamp,
-        ))
+        next_id = (
+            int(self.conn.execute(select(func.coalesce(func.max(org.c.id), 0))).scalar_one()) + 1
+        )
+        self.conn.execute(
+            insert(org).values(
+                id=next_id,
+                name=string_id,
+                display_name=string_id.upper(),
+                organization_id=string_id,
+                allowed_token_limit=-1,
+                restrict_llm_adapter_creation=False,
+                restrict_connector_creation=False,
+                created_at=stamp,
+                modified_at=stamp,
+            )
+        )
         return next_id
 
     def clean(self, string_ids: list[str]) -> None:
@@ -179,49 +197,100 @@ class Generator:
         for index in range(2):
             workflow_id = _uuid(rng)
             workflows.append(workflow_id)
-            self.rows.add(st.workflow, id=workflow_id, organization_id=pk,
-                          workflow_name=f"{string_id}-workflow-{index}", description="",
-                          is_active=True, status="", deployment_type="DEFAULT",
-                          shared_to_org=False, created_at=stamp, modified_at=stamp)
+            self.rows.add(
+                st.workflow,
+                id=workflow_id,
+                organization_id=pk,
+                workflow_name=f"{string_id}-workflow-{index}",
+                description="",
+                is_active=True,
+                status="",
+                deployment_type="DEFAULT",
+                shared_to_org=False,
+                created_at=stamp,
+                modified_at=stamp,
+            )
         pipelines = {}
         for kind in ("ETL", "TASK"):
             pipeline_id = _uuid(rng)
             pipelines[kind] = pipeline_id
-            self.rows.add(st.pipeline, id=pipeline_id, pipeline_name=f"{kind.lower()}-{pk}",
-                          workflow_id=workflows[0], active=True, scheduled=False,
-                          pipeline_type=kind, run_count=0, last_run_status="SUCCESS",
-                          shared_to_org=False, organization_id=pk, created_at=stamp,
-                          modified_at=stamp)
+            self.rows.add(
+                st.pipeline,
+                id=pipeline_id,
+                pipeline_name=f"{kind.lower()}-{pk}",
+                workflow_id=workflows[0],
+                active=True,
+                scheduled=False,
+                pipeline_type=kind,
+                run_count=0,
+                last_run_status="SUCCESS",
+                shared_to_org=False,
+                organization_id=pk,
+                created_at=stamp,
+                modified_at=stamp,
+            )
         api_id = _uuid(rng)
-        self.rows.add(st.api_deployment, id=api_id, display_name=f"api {pk}", description="",
-                      workflow_id=workflows[1], is_active=True, api_endpoint=f"/deploy/{api_id}",
-                      api_name=f"api-{pk}", shared_to_org=False, organization_id=pk,
-                      created_at=stamp, modified_at=stamp)
-        return {"string_id": string_id, "pk": pk, "workflows": workflows,
-                "pipelines": pipelines, "api": api_id}
+        self.rows.add(
+            st.api_deployment,
+            id=api_id,
+            display_name=f"api {pk}",
+            description="",
+            workflow_id=workflows[1],
+            is_active=True,
+            api_endpoint=f"/deploy/{api_id}",
+            api_name=f"api-{pk}",
+            shared_to_org=False,
+            organization_id=pk,
+            created_at=stamp,
+            modified_at=stamp,
+        )
+        return {
+            "string_id": string_id,
+            "pk": pk,
+            "workflows": workflows,
+            "pipelines": pipelines,
+            "api": api_id,
+        }
 
     def _moment(self, day: date) -> datetime:
         start = day_start(day)
         span = min(DAY, self.until - start)
-        return start + timedelta(microseconds=self.rng.randrange(max(int(span / timedelta(microseconds=1)), 1)))
+        return start + timedelta(
+            microseconds=self.rng.randrange(max(int(span / timedelta(microseconds=1)), 1))
+        )
 
     def _execution(self, setup: dict[str, Any], day: date) -> None:
         rng = self.rng
         created = self._moment(day)
         kind = _weighted(rng, (("api", 35), ("etl", 25), ("task", 15), ("manual", 25)))
-        pipeline_id = {"api": setup["api"], "etl": setup["pipelines"]["ETL"],
-                       "task": setup["pipelines"]["TASK"], "manual": None}[kind]
+        pipeline_id = {
+            "api": setup["api"],
+            "etl": setup["pipelines"]["ETL"],
+            "task": setup["pipelines"]["TASK"],
+            "manual": None,
+        }[kind]
         workflow_id = setup["workflows"][1 if kind == "api" else 0]
         execution_id = _uuid(rng)
         files = rng.randint(1, 3)
         status = _weighted(rng, (("COMPLETED", 85), ("ERROR", 10), ("EXECUTING", 5)))
-        self.rows.add(st.workflow_execution, id=execution_id, pipeline_id=pipeline_id,
-                      workflow_id=workflow_id, execution_mode=rng.choice(("INSTANT", "QUEUE")),
-                      execution_method=rng.choice(("DIRECT", "SCHEDULED")),
-                      execution_type="COMPLETE", execution_log_id="", status=status,
-                      result_acknowledged=False, total_files=files, error_message="",
-                      attempts=1, execution_time=rng.uniform(5, 120), created_at=created,
-                      modified_at=created)
+        self.rows.add(
+            st.workflow_execution,
+            id=execution_id,
+            pipeline_id=pipeline_id,
+            workflow_id=workflow_id,
+            execution_mode=rng.choice(("INSTANT", "QUEUE")),
+            execution_method=rng.choice(("DIRECT", "SCHEDULED")),
+            execution_type="COMPLETE",
+            execution_log_id="",
+            status=status,
+            result_acknowledged=False,
+            total_files=files,
+            error_message="",
+            attempts=1,
+            execution_time=rng.uniform(5, 120),
+            created_at=created,
+            modified_at=created,
+        )
         for _ in range(files):
             self._file(setup, execution_id, created)
 
@@ -231,41 +300,81 @@ class Generator:
         status = _weighted(rng, (("COMPLETED", 85), ("ERROR", 10), ("EXECUTING", 5)))
         # Some files finish long after they were created (late status changes).
         late = rng.random() < 0.1
-        modified = min(created + timedelta(hours=rng.uniform(1, 72)), self.until) if late else created
+        modified = (
+            min(created + timedelta(hours=rng.uniform(1, 72)), self.until) if late else created
+        )
         name = rng.choice(FILES)
-        self.rows.add(st.workflow_file_execution, id=file_id, workflow_execution_id=execution_id,
-                      file_name=name, file_path=f"/in/{file_id}/{name}",
-                      file_size=rng.randint(10_000, 5_000_000), file_hash=f"{rng.getrandbits(64):016x}",
-                      mime_type="application/pdf", status=status,
-                      execution_time=rng.uniform(1, 60), created_at=created, modified_at=modified)
+        self.rows.add(
+            st.workflow_file_execution,
+            id=file_id,
+            workflow_execution_id=execution_id,
+            file_name=name,
+            file_path=f"/in/{file_id}/{name}",
+            file_size=rng.randint(10_000, 5_000_000),
+            file_hash=f"{rng.getrandbits(64):016x}",
+            mime_type="application/pdf",
+            status=status,
+            execution_time=rng.uniform(1, 60),
+            created_at=created,
+            modified_at=modified,
+        )
         if status == "COMPLETED" or (status == "ERROR" and rng.random() < 0.5):
-            self.rows.add(st.page_usage, id=_uuid(rng), organization_id=setup["string_id"],
-                          file_name=name, file_type="application/pdf", run_id=file_id,
-                          pages_processed=rng.randint(1, 50), file_size=rng.randint(10_000, 5_000_000),
-                          created_at=created)
+            self.rows.add(
+                st.page_usage,
+                id=_uuid(rng),
+                organization_id=setup["string_id"],
+                file_name=name,
+                file_type="application/pdf",
+                run_id=file_id,
+                pages_processed=rng.randint(1, 50),
+                file_size=rng.randint(10_000, 5_000_000),
+                created_at=created,
+            )
         for _ in range(rng.randint(1, 4)):
             self._usage(setup, execution_id, file_id, created, "llm")
         self._usage(setup, execution_id, file_id, created, "embedding")
 
-    def _usage(self, setup: dict[str, Any], execution_id: str, file_id: str, created: datetime,
-               usage_type: str) -> None:
+    def _usage(
+        self,
+        setup: dict[str, Any],
+        execution_id: str,
+        file_id: str,
+        created: datetime,
+        usage_type: str,
+    ) -> None:
         rng = self.rng
         prompt = rng.randint(200, 6000)
         completion = rng.randint(50, 800) if usage_type == "llm" else 0
         embedding = rng.randint(100, 3000) if usage_type == "embedding" else 0
-        self.rows.add(st.usage, id=_uuid(rng), organization_id=setup["pk"],
-                      workflow_id=setup["workflows"][0], execution_id=execution_id,
-                      adapter_instance_id="adapter-1", run_id=file_id, usage_type=usage_type,
-                      llm_usage_reason=_weighted(rng, REASONS) if usage_type == "llm" else "",
-                      model_name=rng.choice(MODELS), embedding_tokens=embedding,
-                      prompt_tokens=prompt, completion_tokens=completion,
-                      total_tokens=prompt + completion + embedding,
-                      cost_in_dollars=round(rng.uniform(0.00005, 0.08), 6),
-                      status="SUCCESS", created_at=created, modified_at=created)
+        self.rows.add(
+            st.usage,
+            id=_uuid(rng),
+            organization_id=setup["pk"],
+            workflow_id=setup["workflows"][0],
+            execution_id=execution_id,
+            adapter_instance_id="adapter-1",
+            run_id=file_id,
+            usage_type=usage_type,
+            llm_usage_reason=_weighted(rng, REASONS) if usage_type == "llm" else "",
+            model_name=rng.choice(MODELS),
+            embedding_tokens=embedding,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion + embedding,
+            cost_in_dollars=round(rng.uniform(0.00005, 0.08), 6),
+            status="SUCCESS",
+            created_at=created,
+            modified_at=created,
+        )
 
 
-def generate(engine: Engine, schema: str | None, options: GenerateOptions, now: datetime,
-             progress: Progress | None = None) -> GenerateReport:
+def generate(
+    engine: Engine,
+    schema: str | None,
+    options: GenerateOptions,
+    now: datetime,
+    progress: Progress | None = None,
+) -> GenerateReport:
     create_source_tables(engine, schema)
     with engine.begin() as conn:
         return Generator(conn, options, now).run(progress)

@@ -47,6 +47,12 @@ def _zip(a: Agg, b: Agg, sign: int) -> tuple[int, ...] | None:
     return tuple(x + sign * y for x, y in zip(a.buckets, b.buckets, strict=True))
 
 
+def as_datetime(period: Period) -> datetime:
+    """An hourly period (hour buckets are datetimes; day and month buckets are dates)."""
+    assert isinstance(period, datetime), period
+    return period
+
+
 def parse_buckets(raw: str | None) -> tuple[int, ...] | None:
     return None if raw is None else tuple(int(x) for x in json.loads(raw))
 

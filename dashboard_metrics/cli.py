@@ -72,7 +72,9 @@ def _timestamp(value: str) -> datetime:
 
 def _database_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("databases (override DASHBOARD_METRICS_* variables)")
-    group.add_argument("--database-url", help="rollup database (default: SQLite under the data dir)")
+    group.add_argument(
+        "--database-url", help="rollup database (default: SQLite under the data dir)"
+    )
     group.add_argument("--source-database-url", help="Unstract source database (default: same)")
     group.add_argument("--source-schema", help="source schema (default 'unstract' on PostgreSQL)")
     group.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -83,8 +85,12 @@ def _http_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--host", help="bind address (default 127.0.0.1)")
     group.add_argument("--port", type=_positive, help="port (default 8080)")
     group.add_argument("--redis-url", help="Redis for the cache (default: in-process cache)")
-    group.add_argument("--allow-unauthenticated", action="store_true", default=None,
-                       help="serve a non-loopback address without DASHBOARD_METRICS_API_KEYS")
+    group.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without DASHBOARD_METRICS_API_KEYS",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,9 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         _database_flags(sub)
         return sub
 
-    up = command("up", "embedded all-in-one: SQLite + in-process cache under "
-                 "./.dashboard-metrics/, demo data on first start, migrate, backfill, "
-                 "the aggregator loop and the HTTP service in one process")
+    up = command(
+        "up",
+        "embedded all-in-one: SQLite + in-process cache under "
+        "./.dashboard-metrics/, demo data on first start, migrate, backfill, "
+        "the aggregator loop and the HTTP service in one process",
+    )
     _http_flags(up)
     up.add_argument("--tick-seconds", type=float, help="aggregator tick interval (default 60)")
 
@@ -107,43 +116,63 @@ def build_parser() -> argparse.ArgumentParser:
 
     aggregate = command("aggregate", "the aggregator daemon (ticks, reconciliation, retention)")
     aggregate.add_argument("--once", action="store_true", help="run one tick and exit")
-    aggregate.add_argument("--reconcile", action="store_true",
-                           help="with --once: also reconcile the last RECONCILE_DAYS days")
+    aggregate.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="with --once: also reconcile the last RECONCILE_DAYS days",
+    )
     aggregate.add_argument("--tick-seconds", type=float, help="tick interval (default 60)")
 
     backfill = command("backfill", "recompute whole UTC days and whole months from the source")
-    backfill.add_argument("--days", type=_positive, default=30,
-                          help="UTC days back from today to recompute (default 30)")
+    backfill.add_argument(
+        "--days",
+        type=_positive,
+        default=30,
+        help="UTC days back from today to recompute (default 30)",
+    )
     backfill.add_argument("--org-id", help="only this organization (string id, e.g. org_abc123)")
-    backfill.add_argument("--dry-run", action="store_true",
-                          help="print per tier what would be written; write nothing")
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="print per tier what would be written; write nothing"
+    )
     backfill.add_argument("--skip-hourly", action="store_true", help="do not write hourly rows")
     backfill.add_argument("--skip-daily", action="store_true", help="do not write daily rows")
     backfill.add_argument("--skip-monthly", action="store_true", help="do not write monthly rows")
 
     cleanup = command("cleanup", "apply retention now: delete rows older than the retention")
     cleanup.add_argument("--tier", choices=("hourly", "daily"), required=True)
-    cleanup.add_argument("--retention-days", type=_positive,
-                         help="default: HOURLY_RETENTION_DAYS (30) or DAILY_RETENTION_DAYS (365)")
+    cleanup.add_argument(
+        "--retention-days",
+        type=_positive,
+        help="default: HOURLY_RETENTION_DAYS (30) or DAILY_RETENTION_DAYS (365)",
+    )
 
     command("migrate", "create or upgrade the rollup schema")
 
-    gen = command("generate-test-data",
-                  "create the Unstract-shaped source tables if absent and fill them")
+    gen = command(
+        "generate-test-data", "create the Unstract-shaped source tables if absent and fill them"
+    )
     gen.add_argument("--org-id", help="generate for this one organization (string id)")
     gen.add_argument("--orgs", type=_positive, default=3, help="organizations (default 3)")
     gen.add_argument("--days", type=_positive, default=7, help="days up to now (default 7)")
-    gen.add_argument("--records-per-day", type=_positive, default=15,
-                     help="workflow executions per organization per day (default 15)")
-    gen.add_argument("--clean", action="store_true",
-                     help="delete these organizations' source rows first")
+    gen.add_argument(
+        "--records-per-day",
+        type=_positive,
+        default=15,
+        help="workflow executions per organization per day (default 15)",
+    )
+    gen.add_argument(
+        "--clean", action="store_true", help="delete these organizations' source rows first"
+    )
     gen.add_argument("--seed", type=_non_negative, default=42, help="random seed (default 42)")
     gen.add_argument("--until", type=_timestamp, help="end of the generated range (default now)")
 
     dashboards = command("dashboards", "write the Grafana dashboards and Prometheus rules")
     dashboards.add_argument("--out", help="output directory (default dashboards/generated)")
-    dashboards.add_argument("--check", action="store_true",
-                            help="exit 1 if the files on disk differ from what would be written")
+    dashboards.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the files on disk differ from what would be written",
+    )
 
     command("doctor", "check connectivity, source schema, recommended indexes, aggregator lag")
     return parser
@@ -152,20 +181,32 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("database_url", "source_database_url", "source_schema", "log_level", "host",
-                     "port", "redis_url", "allow_unauthenticated", "tick_seconds")
+        for name in (
+            "database_url",
+            "source_database_url",
+            "source_schema",
+            "log_level",
+            "host",
+            "port",
+            "redis_url",
+            "allow_unauthenticated",
+            "tick_seconds",
+        )
     }
     return from_env().with_overrides(**overrides)
 
 
 # -- commands --------------------------------------------------------------------------------
 
+
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     engine = rollup_engine(settings)
     check_connect(engine, "rollup")
     migrate.upgrade(engine)
-    print(f"rollup schema at revision {migrate.current_revision(engine)} "
-          f"({redact(settings.rollup_url)})")
+    print(
+        f"rollup schema at revision {migrate.current_revision(engine)} "
+        f"({redact(settings.rollup_url)})"
+    )
     return 0
 
 
@@ -209,21 +250,33 @@ def run_backfill(aggregator: Aggregator, options: BackfillOptions, quiet: bool =
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.skip_hourly and args.skip_daily and args.skip_monthly:
-        raise CommandError("--skip-hourly, --skip-daily and --skip-monthly together skip everything")
+        raise CommandError(
+            "--skip-hourly, --skip-daily and --skip-monthly together skip everything"
+        )
     if args.skip_daily and not args.skip_monthly:
-        print("note: --skip-daily leaves daily rows as they are; monthly rows are still computed "
-              "from the source, so they are whole", file=sys.stderr)
+        print(
+            "note: --skip-daily leaves daily rows as they are; monthly rows are still computed "
+            "from the source, so they are whole",
+            file=sys.stderr,
+        )
     aggregator = _aggregator(settings)
-    options = BackfillOptions(days=args.days, organization_id=args.org_id, dry_run=args.dry_run,
-                              skip_hourly=args.skip_hourly, skip_daily=args.skip_daily,
-                              skip_monthly=args.skip_monthly)
+    options = BackfillOptions(
+        days=args.days,
+        organization_id=args.org_id,
+        dry_run=args.dry_run,
+        skip_hourly=args.skip_hourly,
+        skip_daily=args.skip_daily,
+        skip_monthly=args.skip_monthly,
+    )
     report = run_backfill(aggregator, options)
     verb = "would write" if report.dry_run else "wrote"
-    print(f"backfill {report.start} .. {report.end} (months {', '.join(report.months)})"
-          + (f" for {args.org_id}" if args.org_id else ""))
+    print(
+        f"backfill {report.start} .. {report.end} (months {', '.join(report.months)})"
+        + (f" for {args.org_id}" if args.org_id else "")
+    )
     for tier, figures in report.tiers.items():
-        skipped = getattr(args, f"skip_{tier}")
-        print(f"  {tier:8} {'skipped' if skipped else f'{figures.rows} rows, {verb} {figures.written}'}")
+        summary = f"{figures.rows} rows, {verb} {figures.written}"
+        print(f"  {tier:8} {'skipped' if getattr(args, f'skip_{tier}') else summary}")
     return 0
 
 
@@ -238,9 +291,15 @@ def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     source = source_engine(settings)
     check_connect(source, "source")
-    options = GenerateOptions(organization_id=args.org_id, orgs=args.orgs, days=args.days,
-                              records_per_day=args.records_per_day, clean=args.clean,
-                              seed=args.seed, until=args.until)
+    options = GenerateOptions(
+        organization_id=args.org_id,
+        orgs=args.orgs,
+        days=args.days,
+        records_per_day=args.records_per_day,
+        clean=args.clean,
+        seed=args.seed,
+        until=args.until,
+    )
     bar = ProgressBar(options.days, "generate")
     report = generate(source, settings.effective_source_schema, options, utcnow(), bar)
     print(f"organizations: {', '.join(report.organizations)}")
@@ -301,6 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
 
 if __name__ == "__main__":
     sys.exit(main())

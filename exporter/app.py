@@ -29,20 +29,30 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException:
         raise
     except SQLAlchemyError as exc:
-        log.error("database unavailable", extra={"fields": {"path": request.path,
-                                                            "error": first_line(exc)}})
+        log.error(
+            "database unavailable",
+            extra={"fields": {"path": request.path, "error": first_line(exc)}},
+        )
         return web.json_response(
-            {"type": "server_error",
-             "errors": [{"code": "database_unavailable",
-                         "detail": "The metrics database is unavailable; retry shortly.",
-                         "attr": None}]},
+            {
+                "type": "server_error",
+                "errors": [
+                    {
+                        "code": "database_unavailable",
+                        "detail": "The metrics database is unavailable; retry shortly.",
+                        "attr": None,
+                    }
+                ],
+            },
             status=503,
         )
     except Exception:
         log.exception("unhandled error", extra={"fields": {"path": request.path}})
         return web.json_response(
-            {"type": "server_error",
-             "errors": [{"code": "error", "detail": "Internal error.", "attr": None}]},
+            {
+                "type": "server_error",
+                "errors": [{"code": "error", "detail": "Internal error.", "attr": None}],
+            },
             status=500,
         )
 
@@ -60,7 +70,9 @@ def create_app(
     app[ROLLUP] = rollup or rollup_engine(settings, writer=False)
     app[SOURCE] = source or source_engine(settings)
     app[STATS] = ServiceStats()
-    owned = [engine for engine, given in ((app[ROLLUP], rollup), (app[SOURCE], source)) if not given]
+    owned = [
+        engine for engine, given in ((app[ROLLUP], rollup), (app[SOURCE], source)) if not given
+    ]
 
     async def dispose_engines(_app: web.Application) -> AsyncIterator[None]:
         yield

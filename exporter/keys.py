@@ -6,9 +6,9 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from aggregator.settings import Settings
-from aggregator.timeutil import Clock
+from aggregator.timeutil import Clock, utcnow
 
 SETTINGS = web.AppKey("settings", Settings)
 ROLLUP = web.AppKey("rollup", Engine)  # read-only use: the service never writes rollups
 SOURCE = web.AppKey("source", Engine)  # live-* endpoints only
-CLOCK = web.AppKey("clock", Clock)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock", type(utcnow))

@@ -11,8 +11,14 @@ import pytest
 from aggregator.settings import Settings
 from tests.harness import FakeClock, Harness, utc
 
-PG_ADMIN = os.environ.get("DASHBOARD_METRICS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-DIALECTS = [d for d in os.environ.get("DASHBOARD_METRICS_TEST_DIALECTS", "sqlite,postgresql").split(",") if d]
+PG_ADMIN = os.environ.get(
+    "DASHBOARD_METRICS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+DIALECTS = [
+    d
+    for d in os.environ.get("DASHBOARD_METRICS_TEST_DIALECTS", "sqlite,postgresql").split(",")
+    if d
+]
 
 
 @pytest.fixture(scope="session")

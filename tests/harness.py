@@ -66,15 +66,23 @@ class Harness:
             conn.execute(insert(table).values(**row))
         return row
 
-    def org(self, string_id: str | None = None) -> "Org":
+    def org(self, string_id: str | None = None) -> Org:
         pk = self._next_org
         self._next_org += 1
         string_id = string_id or f"org_{pk:04d}"
         now = self.clock()
-        self.insert(st.organization, id=pk, name=string_id, display_name=string_id,
-                    organization_id=string_id, allowed_token_limit=-1,
-                    restrict_llm_adapter_creation=False, restrict_connector_creation=False,
-                    created_at=now, modified_at=now)
+        self.insert(
+            st.organization,
+            id=pk,
+            name=string_id,
+            display_name=string_id,
+            organization_id=string_id,
+            allowed_token_limit=-1,
+            restrict_llm_adapter_creation=False,
+            restrict_connector_creation=False,
+            created_at=now,
+            modified_at=now,
+        )
         return Org(self, pk, string_id)
 
     def backfill(self, **options: Any) -> Any:
@@ -85,17 +93,29 @@ class Harness:
         tier = TIERS[tier_name]
         table = tier.table
         with self.rollup.connect() as conn:
-            rows = conn.execute(select(table.c.organization_id, tier.period, table.c.metric_name,
-                                       table.c.metric_value, table.c.metric_count, table.c.buckets,
-                                       table.c.project, table.c.tag))
+            rows = conn.execute(
+                select(
+                    table.c.organization_id,
+                    tier.period,
+                    table.c.metric_name,
+                    table.c.metric_value,
+                    table.c.metric_count,
+                    table.c.buckets,
+                    table.c.project,
+                    table.c.tag,
+                )
+            )
             out = {}
             for org, period, name, value, count, buckets, project, tag in rows:
                 assert (project, tag) == ("default", "")
                 out[(org, period, name)] = (value, count, parse_buckets(buckets))
             return out
 
-    def assert_matches_oracle(self, tiers: tuple[str, ...] = ("hourly", "daily", "monthly"),
-                              since: dict[str, Any] | None = None) -> None:
+    def assert_matches_oracle(
+        self,
+        tiers: tuple[str, ...] = ("hourly", "daily", "monthly"),
+        since: dict[str, Any] | None = None,
+    ) -> None:
         events = oracle.events(self.source)
         for tier in tiers:
             expected = oracle.rollup(events, tier)
@@ -112,9 +132,17 @@ class Harness:
                 value, count, buckets = actual[key]
                 assert count == cell.count, (tier, key, count, cell.count)
                 assert math.isclose(value, cell.value, rel_tol=1e-9, abs_tol=1e-9), (
-                    tier, key, value, cell.value)
+                    tier,
+                    key,
+                    value,
+                    cell.value,
+                )
                 assert buckets == (tuple(cell.buckets) if cell.buckets else None), (
-                    tier, key, buckets, cell.buckets)
+                    tier,
+                    key,
+                    buckets,
+                    cell.buckets,
+                )
 
 
 @dataclass
@@ -130,59 +158,143 @@ class Org:
     def __post_init__(self) -> None:
         now = self.h.clock()
         self.workflow_id = new_id()
-        self.h.insert(st.workflow, id=self.workflow_id, organization_id=self.pk,
-                      workflow_name=f"wf-{self.pk}", description="", is_active=True, status="",
-                      deployment_type="DEFAULT", shared_to_org=False, created_at=now,
-                      modified_at=now)
+        self.h.insert(
+            st.workflow,
+            id=self.workflow_id,
+            organization_id=self.pk,
+            workflow_name=f"wf-{self.pk}",
+            description="",
+            is_active=True,
+            status="",
+            deployment_type="DEFAULT",
+            shared_to_org=False,
+            created_at=now,
+            modified_at=now,
+        )
         self.etl_id, self.task_id = new_id(), new_id()
         for pipeline_id, kind in ((self.etl_id, "ETL"), (self.task_id, "TASK")):
-            self.h.insert(st.pipeline, id=pipeline_id, pipeline_name=f"{kind}-{self.pk}",
-                          workflow_id=self.workflow_id, active=True, scheduled=False,
-                          pipeline_type=kind, run_count=0, last_run_status="SUCCESS",
-                          shared_to_org=False, organization_id=self.pk, created_at=now,
-                          modified_at=now)
+            self.h.insert(
+                st.pipeline,
+                id=pipeline_id,
+                pipeline_name=f"{kind}-{self.pk}",
+                workflow_id=self.workflow_id,
+                active=True,
+                scheduled=False,
+                pipeline_type=kind,
+                run_count=0,
+                last_run_status="SUCCESS",
+                shared_to_org=False,
+                organization_id=self.pk,
+                created_at=now,
+                modified_at=now,
+            )
         self.api_id = new_id()
-        self.h.insert(st.api_deployment, id=self.api_id, display_name="api", description="",
-                      workflow_id=self.workflow_id, is_active=True,
-                      api_endpoint=f"/api/{self.api_id}", api_name=f"api-{self.pk}",
-                      shared_to_org=False, organization_id=self.pk, created_at=now,
-                      modified_at=now)
+        self.h.insert(
+            st.api_deployment,
+            id=self.api_id,
+            display_name="api",
+            description="",
+            workflow_id=self.workflow_id,
+            is_active=True,
+            api_endpoint=f"/api/{self.api_id}",
+            api_name=f"api-{self.pk}",
+            shared_to_org=False,
+            organization_id=self.pk,
+            created_at=now,
+            modified_at=now,
+        )
 
-    def execution(self, created: datetime, kind: str = "manual", status: str = "COMPLETED",
-                  modified: datetime | None = None) -> str:
-        pipeline = {"manual": None, "etl": self.etl_id, "task": self.task_id, "api": self.api_id}[kind]
+    def execution(
+        self,
+        created: datetime,
+        kind: str = "manual",
+        status: str = "COMPLETED",
+        modified: datetime | None = None,
+    ) -> str:
+        pipeline = {"manual": None, "etl": self.etl_id, "task": self.task_id, "api": self.api_id}[
+            kind
+        ]
         execution_id = new_id()
-        self.h.insert(st.workflow_execution, id=execution_id, pipeline_id=pipeline,
-                      workflow_id=self.workflow_id, execution_mode="INSTANT",
-                      execution_method="DIRECT", execution_type="COMPLETE", execution_log_id="",
-                      status=status, result_acknowledged=False, total_files=1, error_message="",
-                      attempts=1, execution_time=1.0, created_at=created,
-                      modified_at=modified or self.h.clock())
+        self.h.insert(
+            st.workflow_execution,
+            id=execution_id,
+            pipeline_id=pipeline,
+            workflow_id=self.workflow_id,
+            execution_mode="INSTANT",
+            execution_method="DIRECT",
+            execution_type="COMPLETE",
+            execution_log_id="",
+            status=status,
+            result_acknowledged=False,
+            total_files=1,
+            error_message="",
+            attempts=1,
+            execution_time=1.0,
+            created_at=created,
+            modified_at=modified or self.h.clock(),
+        )
         return execution_id
 
-    def file(self, execution_id: str, created: datetime, status: str = "COMPLETED",
-             modified: datetime | None = None) -> str:
+    def file(
+        self,
+        execution_id: str,
+        created: datetime,
+        status: str = "COMPLETED",
+        modified: datetime | None = None,
+    ) -> str:
         file_id = new_id()
-        self.h.insert(st.workflow_file_execution, id=file_id, workflow_execution_id=execution_id,
-                      file_name="a.pdf", status=status, created_at=created,
-                      modified_at=modified or self.h.clock())
+        self.h.insert(
+            st.workflow_file_execution,
+            id=file_id,
+            workflow_execution_id=execution_id,
+            file_name="a.pdf",
+            status=status,
+            created_at=created,
+            modified_at=modified or self.h.clock(),
+        )
         return file_id
 
     def pages(self, run_id: str, created: datetime, pages: int) -> str:
         row_id = new_id()
-        self.h.insert(st.page_usage, id=row_id, organization_id=self.string_id, file_name="a.pdf",
-                      file_type="application/pdf", run_id=run_id, pages_processed=pages,
-                      file_size=1000, created_at=created)
+        self.h.insert(
+            st.page_usage,
+            id=row_id,
+            organization_id=self.string_id,
+            file_name="a.pdf",
+            file_type="application/pdf",
+            run_id=run_id,
+            pages_processed=pages,
+            file_size=1000,
+            created_at=created,
+        )
         return row_id
 
-    def usage(self, created: datetime, reason: str = "extraction", cost: float = 0.01,
-              tokens: int = 1000, usage_type: str = "llm", modified: datetime | None = None) -> str:
+    def usage(
+        self,
+        created: datetime,
+        reason: str = "extraction",
+        cost: float = 0.01,
+        tokens: int = 1000,
+        usage_type: str = "llm",
+        modified: datetime | None = None,
+    ) -> str:
         row_id = new_id()
-        self.h.insert(st.usage, id=row_id, organization_id=self.pk, adapter_instance_id="a",
-                      usage_type=usage_type, llm_usage_reason=reason, model_name="m",
-                      embedding_tokens=0, prompt_tokens=tokens, completion_tokens=0,
-                      total_tokens=tokens, cost_in_dollars=cost, created_at=created,
-                      modified_at=modified or self.h.clock())
+        self.h.insert(
+            st.usage,
+            id=row_id,
+            organization_id=self.pk,
+            adapter_instance_id="a",
+            usage_type=usage_type,
+            llm_usage_reason=reason,
+            model_name="m",
+            embedding_tokens=0,
+            prompt_tokens=tokens,
+            completion_tokens=0,
+            total_tokens=tokens,
+            cost_in_dollars=cost,
+            created_at=created,
+            modified_at=modified or self.h.clock(),
+        )
         return row_id
 
 

@@ -59,8 +59,14 @@ def events(source: Engine) -> list[Event]:
             out.append((org, "failed_pages", when, float(pages_by_run.get(row["id"], 0))))
     for row in pages:
         if row["organization_id"] in known:
-            out.append((row["organization_id"], "pages_processed", _utc(row["created_at"]),
-                        float(row["pages_processed"])))
+            out.append(
+                (
+                    row["organization_id"],
+                    "pages_processed",
+                    _utc(row["created_at"]),
+                    float(row["pages_processed"]),
+                )
+            )
     for row in _rows(source, st.usage):
         org = orgs.get(row["organization_id"])
         if org is None or row["usage_type"] != "llm":
