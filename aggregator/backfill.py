@@ -110,7 +110,7 @@ class Backfill:
         old = store.read(conn, tier, ranges, self.options.organization_id)
         report.rows += len(new)
         if self.options.dry_run:
-            changed = sum(1 for k, v in new.items() if old.get(k) != v)
+            changed = sum(1 for k, v in new.items() if not v.same_as(old.get(k)))
             gone = sum(1 for k in old if k not in new)
             report.written += changed + gone
             return 0

@@ -110,7 +110,9 @@ def delete_periods(
 def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> int:
     """Make the stored rows for the keys of ``old`` and ``new`` equal ``new``: write what changed
     and delete what vanished (a bucket with no events has no row). Returns rows written."""
-    changed = {key: agg for key, agg in new.items() if agg.count > 0 and old.get(key) != agg}
+    changed = {
+        key: agg for key, agg in new.items() if agg.count > 0 and not agg.same_as(old.get(key))
+    }
     gone = [key for key in old if key not in new or new[key].count <= 0]
     upsert(conn, tier, changed, stamp)
     delete_keys(conn, tier, gone)

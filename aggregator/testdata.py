@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Index, Table, delete, func, insert, select, text
+from sqlalchemy import Index, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator import source_tables as st
@@ -50,11 +50,17 @@ def create_source_tables(engine: Engine, schema: str | None) -> None:
         if schema and conn.dialect.name == "postgresql":
             conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         st.source_metadata.create_all(conn, checkfirst=True)
+        inspector = inspect(conn)
         for table_name, indexes in st.RECOMMENDED_INDEXES.items():
             table = st.SOURCE_TABLES[table_name]
+            present = [
+                tuple(ix["column_names"]) for ix in inspector.get_indexes(table_name, schema=schema)
+            ]
             for columns in indexes:
+                if any(ix[: len(columns)] == columns for ix in present):
+                    continue
                 name = f"dm_{table_name}_{'_'.join(columns)}_idx"
-                Index(name, *(table.c[c] for c in columns)).create(conn, checkfirst=True)
+                Index(name, *(table.c[c] for c in columns)).create(conn)
 
 
 def _uuid(rng: random.Random) -> str:

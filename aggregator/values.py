@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
@@ -34,6 +35,15 @@ class Agg:
 
     def __sub__(self, other: Agg) -> Agg:
         return Agg(self.value - other.value, self.count - other.count, _zip(self, other, -1))
+
+    def same_as(self, other: Agg | None) -> bool:
+        """Equal up to float summation order (sums of the same events computed differently)."""
+        return (
+            other is not None
+            and self.count == other.count
+            and self.buckets == other.buckets
+            and math.isclose(self.value, other.value, rel_tol=1e-12, abs_tol=1e-12)
+        )
 
     def buckets_json(self) -> str | None:
         return None if self.buckets is None else json.dumps(list(self.buckets))

@@ -1,0 +1,126 @@
+"""`doctor`: connectivity, source schema, recommended source indexes, aggregator lag."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from aggregator import migrate, state
+from aggregator.db import DatabaseError, check_connect, first_line, rollup_engine, source_engine
+from aggregator.settings import Settings, redact
+from aggregator.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
+from aggregator.timeutil import utcnow
+
+
+@dataclass
+class Finding:
+    level: str  # ok | warn | fail
+    check: str
+    detail: str
+
+
+def _type_family(type_name: str) -> str:
+    name = type_name.lower()
+    for family, needles in (
+        ("time", ("timestamp", "datetime")),
+        ("uuid", ("uuid", "char(36)", "varchar(36)")),
+        ("int", ("int",)),
+        ("float", ("float", "double", "real", "numeric")),
+        ("bool", ("bool",)),
+        ("text", ("char", "text", "string")),
+    ):
+        if any(needle in name for needle in needles):
+            return family
+    return name
+
+
+def check_source_schema(engine: Engine, schema: str | None) -> list[Finding]:
+    findings: list[Finding] = []
+    with engine.connect() as conn:
+        inspector = inspect(conn)
+        present = set(inspector.get_table_names(schema=schema))
+        for name, table in SOURCE_TABLES.items():
+            if name not in present:
+                findings.append(Finding("fail", f"table {name}", "missing"))
+                continue
+            columns = {c["name"]: c for c in inspector.get_columns(name, schema=schema)}
+            problems = []
+            for column in table.columns:
+                found = columns.get(column.name)
+                if found is None:
+                    if not column.nullable or column.name in {"created_at", "modified_at"}:
+                        problems.append(f"missing column {column.name}")
+                    continue
+                want = _type_family(str(column.type.compile(dialect=conn.dialect)))
+                have = _type_family(str(found["type"]))
+                if want != have and not (want == "uuid" and have == "text"):
+                    problems.append(f"{column.name} is {found['type']}, expected {want}")
+            if problems:
+                findings.append(Finding("fail", f"table {name}", "; ".join(problems)))
+            else:
+                findings.append(Finding("ok", f"table {name}", "columns and types match"))
+            indexed = [
+                tuple(ix["column_names"]) for ix in inspector.get_indexes(name, schema=schema)
+            ]
+            for columns_wanted in RECOMMENDED_INDEXES.get(name, []):
+                if not any(ix[: len(columns_wanted)] == columns_wanted for ix in indexed):
+                    cols = ", ".join(columns_wanted)
+                    findings.append(
+                        Finding(
+                            "warn",
+                            f"index {name}({cols})",
+                            f"missing: CREATE INDEX CONCURRENTLY ON {name} ({cols})",
+                        )
+                    )
+    return findings
+
+
+def check_lag(engine: Engine, settings: Settings, now: datetime) -> list[Finding]:
+    revision = migrate.current_revision(engine)
+    if revision != migrate.head_revision():
+        return [Finding("fail", "rollup schema", f"at {revision}: run `dashboard-metrics migrate`")]
+    with engine.connect() as conn:
+        last = state.get(conn, state.LAST_TICK)
+    if last is None:
+        return [Finding("warn", "aggregator", "no tick recorded yet: run `aggregate`")]
+    lag = (now - datetime.fromisoformat(last["started_at"])).total_seconds()
+    level = "ok" if lag <= 3 * settings.tick_seconds else "warn"
+    return [Finding(level, "aggregator lag", f"last tick started {lag:.0f} s ago")]
+
+
+def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Finding]:
+    findings: list[Finding] = []
+    rollup = rollup_engine(settings, writer=False)
+    source = source_engine(settings)
+    try:
+        for engine, what in ((source, "source"), (rollup, "rollup")):
+            try:
+                check_connect(engine, what)
+                findings.append(Finding("ok", f"{what} database", redact(str(engine.url))))
+            except DatabaseError as exc:
+                findings.append(Finding("fail", f"{what} database", str(exc)))
+        if findings[0].level == "ok":
+            findings += check_source_schema(source, settings.effective_source_schema)
+        if findings[1].level == "ok":
+            findings += check_lag(rollup, settings, now())
+    except SQLAlchemyError as exc:
+        findings.append(Finding("fail", "database", first_line(exc)))
+    finally:
+        rollup.dispose()
+        source.dispose()
+    return findings
+
+
+def run_doctor(settings: Settings) -> int:
+    findings = gather(settings)
+    for finding in findings:
+        print(f"[{finding.level:4}] {finding.check}: {finding.detail}")
+    failed = sum(f.level == "fail" for f in findings)
+    warned = sum(f.level == "warn" for f in findings)
+    print(f"{len(findings)} checks: {failed} failed, {warned} warnings")
+    return 1 if failed else 0
