@@ -1,0 +1,160 @@
+"""Usage history: months and years from the rollup tables through Grafana's PostgreSQL source.
+
+Prometheus keeps weeks; the rollups keep hourly rows 30 days, daily rows a year and monthly rows
+forever. The series panels pick the tier from the dashboard's range exactly as the JSON API does
+(<= 7 days hourly, <= 90 days daily, else monthly): three UNION ALL branches of which only the
+one whose range condition holds returns rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.models import dashboard as md
+
+from aggregator.catalogue import CATALOGUE, Metric
+from dashboards.common import (
+    ROLLUPS,
+    Board,
+    panel_unit,
+    rollups_variable,
+    table_panel,
+    timeseries_panel,
+)
+from dashboards.sql import Sql
+
+UID = "dm-usage-history"
+HOURLY_MAX = "7 days"
+DAILY_MAX = "90 days"
+RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
+ORGS = "organization_id IN ($organization)"
+
+
+def organization_variable() -> db.QueryVariable:
+    query = "SELECT DISTINCT organization_id FROM event_metrics_monthly ORDER BY 1"
+    return (
+        db.QueryVariable("organization")
+        .label("Organization")
+        .description("Organizations (string ids) with rollup rows; All selects every one")
+        .datasource(ROLLUPS)
+        .query(query)
+        .definition(query)
+        .refresh(md.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(md.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(md.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
+
+
+def tiered_series_sql(metric: Metric) -> str:
+    """One metric per organization over the range, from the tier the range selects."""
+    name = f"metric_name = '{metric.name}' AND {ORGS}"
+    return (
+        "SELECT time, organization_id AS metric, SUM(value) AS value FROM (\n"
+        '  SELECT "timestamp" AS time, organization_id, metric_value AS value\n'
+        "  FROM event_metrics_hourly\n"
+        f"  WHERE $__timeFilter(\"timestamp\") AND {RANGE} <= interval '{HOURLY_MAX}' AND {name}\n"
+        "  UNION ALL\n"
+        "  SELECT (\"date\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
+        "  FROM event_metrics_daily\n"
+        '  WHERE "date" BETWEEN $__timeFrom()::date AND $__timeTo()::date\n'
+        f"    AND {RANGE} > interval '{HOURLY_MAX}'\n"
+        f"    AND {RANGE} <= interval '{DAILY_MAX}' AND {name}\n"
+        "  UNION ALL\n"
+        "  SELECT (\"month\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
+        "  FROM event_metrics_monthly\n"
+        "  WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
+        "AND $__timeTo()::date\n"
+        f"    AND {RANGE} > interval '{DAILY_MAX}' AND {name}\n"
+        ") AS picked\n"
+        "GROUP BY 1, 2\n"
+        "ORDER BY 1, 2"
+    )
+
+
+def pivot(metrics: Sequence[Metric]) -> str:
+    """One column per metric (names come from the catalogue, never from input)."""
+    return ",\n".join(
+        f"  COALESCE(SUM(metric_value) FILTER (WHERE metric_name = '{m.name}'), 0) AS \"{m.name}\""
+        for m in metrics
+    )
+
+
+def monthly_sql(metrics: Sequence[Metric], label: str, period: str, by_org: bool) -> str:
+    org_column = "organization_id AS organization,\n" if by_org else ""
+    groups = "1, 2" if by_org else "1"
+    return (
+        f"SELECT {period} AS {label},\n{org_column}{pivot(metrics)}\n"
+        "FROM event_metrics_monthly\n"
+        "WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
+        f"AND $__timeTo()::date AND {ORGS}\n"
+        f"GROUP BY {groups}\n"
+        f"ORDER BY {groups}"
+    )
+
+
+def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
+    board = Board(
+        UID,
+        "dashboard-metrics / Usage history",
+        "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
+        "the tier the range selects, as the JSON API does: up to 7 days hourly, up to 90 days "
+        "daily, beyond that monthly.",
+        [rollups_variable(), organization_variable()],
+        time_from="now-1y",
+    )
+    units = {m.name: panel_unit(m) for m in metrics}
+
+    board.row("Totals")
+    board.add(
+        table_panel(
+            "Per month",
+            "Every metric per calendar month (UTC) over the range, selected organizations summed "
+            "(monthly rollups, kept forever).",
+            "short",
+            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", False)).table()],
+            datasource=ROLLUPS,
+            height=10,
+            overrides=units,
+        )
+    )
+    board.add(
+        table_panel(
+            "Per year",
+            "Every metric per calendar year (UTC) over the range, selected organizations summed.",
+            "short",
+            [Sql(monthly_sql(metrics, "year", "to_char(\"month\", 'YYYY')", False)).table()],
+            datasource=ROLLUPS,
+            height=6,
+            overrides=units,
+        )
+    )
+    board.add(
+        table_panel(
+            "Per month and organization",
+            "Every metric per calendar month and organization over the range.",
+            "short",
+            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", True)).table()],
+            datasource=ROLLUPS,
+            height=12,
+            overrides=units,
+        )
+    )
+
+    board.row("Series (tier chosen by the range)")
+    for metric in metrics:
+        board.add(
+            timeseries_panel(
+                f"{metric.name} by organization",
+                f"{metric.help}; per hour, day or month depending on the range (<= 7 days "
+                "hourly, <= 90 days daily, else monthly), per organization.",
+                units[metric.name],
+                [Sql(tiered_series_sql(metric))],
+                datasource=ROLLUPS,
+                stacked=True,
+                bars=True,
+            )
+        )
+    return board.build()
