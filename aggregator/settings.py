@@ -48,6 +48,9 @@ class Settings:
     metrics_org_allowlist: str = ""
     metrics_top_n: int = 0
     metrics_auth: str = ""  # "bearer:TOKEN" or "basic:user:password"
+    cache_enabled: bool = True  # false: the JSON API reads the database on every request
+    cache_ttl_current_bucket: int = 60  # seconds; the hour bucket holding "now" (and later ones)
+    cache_ttl_historical: int = 28800  # seconds; older hour buckets
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property

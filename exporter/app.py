@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aggregator.db import first_line, rollup_engine, source_engine
 from aggregator.settings import Settings
 from aggregator.timeutil import Clock, utcnow
-from exporter import health
+from exporter import api, health
 from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from exporter.stats import STATS, ServiceStats
 
@@ -81,4 +81,5 @@ def create_app(
 
     app.cleanup_ctx.append(dispose_engines)
     health.setup(app)
+    api.setup(app)
     return app

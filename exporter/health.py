@@ -7,6 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator.db import first_line
+from exporter.cache import CACHE
 from exporter.dbcall import run_db
 from exporter.keys import ROLLUP
 
@@ -26,11 +27,18 @@ def database_check(request: web.Request) -> dict[str, str]:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 while the rollup database answers; a cache outage is "degraded", never not-ready."""
     database = await run_db(lambda: database_check(request))
     checks: dict[str, dict[str, str]] = {"database": database}
+    cache = request.app.get(CACHE)
+    if cache is not None:
+        checks["cache"] = await cache.check()
     ready = database["status"] == "ok"
+    status = "ready" if ready else "unavailable"
+    if ready and checks.get("cache", {}).get("status") == "degraded":
+        status = "degraded"
     return web.json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {"status": status, "checks": checks},
         status=200 if ready else 503,
     )
 

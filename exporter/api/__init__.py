@@ -1,0 +1,65 @@
+"""The JSON API under /api/v1/unstract/{org_id}/metrics/ (see `setup`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from exporter import openapi
+from exporter.api import activity, health_view, live_views, rollup_views
+from exporter.api.context import API, Api
+from exporter.api.errors import ApiError
+from exporter.auth import AUTH, Authenticator, parse_keys
+from exporter.cache import CACHE, ResilientCache, make_backend
+from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
+from exporter.stats import STATS
+
+PREFIX = "/api/v1/unstract/{org_id}/metrics/"
+
+View = Callable[[web.Request, Api, str], Awaitable[web.StreamResponse]]
+
+ROUTES: dict[str, View] = {
+    "": rollup_views.rows,
+    "summary/": rollup_views.summary,
+    "series/": rollup_views.series,
+    "overview/": rollup_views.overview,
+    "live-summary/": live_views.live_summary,
+    "live-series/": live_views.live_series,
+    "recent-activity/": activity.recent_activity,
+    "workflow-token-usage/": activity.workflow_token_usage,
+    "health/": health_view.health,
+}
+
+
+def _handler(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        api = request.app[API]
+        org = request.match_info["org_id"]
+        try:
+            api.auth.check(request, org)
+            return await view(request, api, org)
+        except ApiError as exc:
+            return exc.response()
+
+    return handle
+
+
+def setup(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    auth = Authenticator(parse_keys(settings.api_keys))
+    cache = ResilientCache(
+        make_backend(settings.redis_url), app[STATS], enabled=settings.cache_enabled
+    )
+    app[AUTH] = auth
+    app[CACHE] = cache
+    app[API] = Api(settings, app[CLOCK], app[ROLLUP], app[SOURCE], cache, auth)
+
+    async def close_cache(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await cache.close()
+
+    app.cleanup_ctx.append(close_cache)
+    for path, view in ROUTES.items():
+        app.router.add_get(PREFIX + path, _handler(view))
+    openapi.setup(app)

@@ -1,0 +1,231 @@
+"""recent-activity/ and workflow-token-usage/: read from the source tables, set-based."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import Text, and_, case, cast, func, literal, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Subquery
+
+from aggregator import source_tables as st
+from exporter.api import caching
+from exporter.api.context import Api
+from exporter.api.errors import invalid
+from exporter.api.params import DateRange, parse_int, parse_range
+from exporter.dbcall import run_db
+
+DEPLOYMENT_TYPES = ("API", "ETL", "TASK", "WF")
+MAX_USAGE_RANGE = timedelta(days=30)
+
+
+def _org_pk(conn: Connection, org: str) -> int | None:
+    query = select(st.organization.c.id).where(st.organization.c.organization_id == org)
+    return conn.execute(query).scalar_one_or_none()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
+    pk = _org_pk(conn, org)
+    if pk is None:
+        return []
+    wfe, we, wf = st.workflow_file_execution, st.workflow_execution, st.workflow
+    files = conn.execute(
+        select(
+            wfe.c.id,
+            wfe.c.workflow_execution_id,
+            we.c.pipeline_id,
+            wfe.c.file_name,
+            wfe.c.status,
+            wf.c.workflow_name,
+            wfe.c.created_at,
+            wfe.c.execution_time,
+        )
+        .select_from(
+            wfe.join(we, we.c.id == wfe.c.workflow_execution_id).join(
+                wf, wf.c.id == we.c.workflow_id
+            )
+        )
+        .where(wf.c.organization_id == pk)
+        .order_by(wfe.c.created_at.desc(), wfe.c.id)
+        .limit(limit)
+    ).all()
+    pipeline_ids = {row.pipeline_id for row in files if row.pipeline_id}
+    kinds: dict[str, str] = {}
+    if pipeline_ids:
+        pipes = select(st.pipeline.c.id, st.pipeline.c.pipeline_type).where(
+            st.pipeline.c.id.in_(pipeline_ids), st.pipeline.c.organization_id == pk
+        )
+        for pid, kind in conn.execute(pipes):
+            kinds[pid] = {"ETL": "etl", "TASK": "task"}.get(kind, "workflow")
+        apis = select(st.api_deployment.c.id).where(
+            st.api_deployment.c.id.in_(pipeline_ids), st.api_deployment.c.organization_id == pk
+        )
+        kinds.update({aid: "api" for (aid,) in conn.execute(apis)})
+    usage: dict[str, tuple[int, float]] = {}
+    if files:
+        u = st.usage
+        totals = (
+            select(u.c.run_id, func.sum(u.c.total_tokens), func.sum(u.c.cost_in_dollars))
+            .where(u.c.run_id.in_([row.id for row in files]), u.c.organization_id == pk)
+            .group_by(u.c.run_id)
+        )
+        usage = {rid: (int(t or 0), float(c or 0)) for rid, t, c in conn.execute(totals)}
+    return [
+        {
+            "id": row.id,
+            "execution_id": row.workflow_execution_id,
+            "type": kinds.get(row.pipeline_id or "", "workflow"),
+            "file_name": row.file_name,
+            "status": row.status,
+            "workflow_name": row.workflow_name,
+            "created_at": row.created_at.isoformat(),
+            "execution_time": row.execution_time,
+            "total_tokens": usage.get(row.id, (0, 0.0))[0],
+            "cost": round(usage.get(row.id, (0, 0.0))[1], 4),
+        }
+        for row in files
+    ]
+
+
+async def recent_activity(request: web.Request, api: Api, org: str) -> web.Response:
+    async def compute() -> dict[str, Any]:
+        limit = parse_int(request.query, "limit", 10, 1, 50)
+
+        def read() -> list[dict[str, Any]]:
+            with api.source.connect() as conn:
+                return recent(conn, org, limit)
+
+        return {"activity": await run_db(read)}
+
+    return await caching.cached_response(request, api, org, "recent_activity", compute)
+
+
+def _deployments(pk: int, kind: str) -> Subquery:
+    if kind == "API":
+        a = st.api_deployment
+        return (
+            select(a.c.id.label("id"), a.c.display_name.label("name"))
+            .where(a.c.organization_id == pk)
+            .subquery("d")
+        )
+    if kind == "WF":
+        w = st.workflow
+        return (
+            select(w.c.id.label("id"), w.c.workflow_name.label("name"))
+            .where(w.c.organization_id == pk)
+            .subquery("d")
+        )
+    p = st.pipeline
+    return (
+        select(p.c.id.label("id"), p.c.pipeline_name.label("name"))
+        .where(p.c.organization_id == pk, p.c.pipeline_type == kind)
+        .subquery("d")
+    )
+
+
+def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> list[dict[str, Any]]:
+    pk = _org_pk(conn, org)
+    if pk is None:
+        return []
+    we, u, wfe, pages = st.workflow_execution, st.usage, st.workflow_file_execution, st.page_usage
+    d = _deployments(pk, kind)
+    if kind == "WF":
+        on = and_(we.c.workflow_id == d.c.id, we.c.pipeline_id.is_(None))
+    else:
+        on = we.c.pipeline_id == d.c.id
+    window = and_(we.c.created_at >= rng.first_hour, we.c.created_at < rng.end_hour)
+    runs = d.join(we, and_(on, window))
+    executions = conn.execute(
+        select(
+            d.c.id,
+            d.c.name,
+            func.count(we.c.id),
+            func.sum(case((we.c.status == "COMPLETED", 1), else_=0)),
+            func.sum(case((we.c.status == "ERROR", 1), else_=0)),
+            func.min(we.c.created_at),
+            func.max(we.c.created_at),
+        )
+        .select_from(runs)
+        .group_by(d.c.id, d.c.name)
+    ).all()
+    llm = conn.execute(
+        select(
+            d.c.id, func.sum(u.c.total_tokens), func.sum(u.c.cost_in_dollars), func.count(u.c.id)
+        )
+        .select_from(
+            runs.join(
+                u,
+                and_(
+                    u.c.execution_id == cast(we.c.id, Text),
+                    u.c.usage_type == literal("llm"),
+                    u.c.created_at >= rng.first_hour,
+                    u.c.created_at < rng.end_hour,
+                ),
+            )
+        )
+        .group_by(d.c.id)
+    )
+    tokens = {row[0]: (int(row[1] or 0), float(row[2] or 0), int(row[3])) for row in llm}
+    page_rows = conn.execute(
+        select(d.c.id, func.sum(pages.c.pages_processed))
+        .select_from(
+            runs.join(wfe, wfe.c.workflow_execution_id == we.c.id).join(
+                pages, pages.c.run_id == cast(wfe.c.id, Text)
+            )
+        )
+        .group_by(d.c.id)
+    )
+    page_sums = {row[0]: int(row[1] or 0) for row in page_rows}
+    out = []
+    for dep_id, name, count, completed, failed, first, last in executions:
+        total_tokens, cost, calls = tokens.get(dep_id, (0, 0.0, 0))
+        out.append(
+            {
+                "deployment_id": dep_id,
+                "deployment_name": name,
+                "total_tokens": total_tokens,
+                "total_cost": round(cost, 4),
+                "call_count": calls,
+                "execution_count": int(count),
+                "completed_executions": int(completed or 0),
+                "failed_executions": int(failed or 0),
+                "total_pages_processed": page_sums.get(dep_id, 0),
+                "first_execution_at": _iso(first),
+                "last_execution_at": _iso(last),
+            }
+        )
+    out.sort(key=lambda e: (-e["total_tokens"], e["deployment_name"], e["deployment_id"]))
+    return out
+
+
+async def workflow_token_usage(request: web.Request, api: Api, org: str) -> web.Response:
+    async def compute() -> dict[str, Any]:
+        query = request.query
+        raw = query.get("deployment_type") or "API"
+        kind = raw.upper()
+        if kind not in DEPLOYMENT_TYPES:
+            raise invalid(
+                "deployment_type",
+                f'"{raw}" is not a valid choice; expected one of {", ".join(DEPLOYMENT_TYPES)}.',
+            )
+        rng = parse_range(query, api.clock(), 30, MAX_USAGE_RANGE)
+
+        def read() -> list[dict[str, Any]]:
+            with api.source.connect() as conn:
+                return deployment_usage(conn, org, kind, rng)
+
+        return {
+            "start_date": rng.start.isoformat(),
+            "end_date": rng.end.isoformat(),
+            "deployment_type": kind,
+            "range_truncated": False,  # a longer range is a 400, never clamped
+            "deployments": await run_db(read),
+        }
+
+    return await caching.cached_response(request, api, org, "workflow_token_usage", compute)

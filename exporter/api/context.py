@@ -1,0 +1,66 @@
+"""Per-application state of the JSON API: engines, cache, auth and the aggregator's state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.engine import Engine
+
+from aggregator import state
+from aggregator.recompute import Coverage
+from aggregator.settings import Settings
+from aggregator.timeutil import Clock
+from exporter.auth import Authenticator
+from exporter.cache import ResilientCache
+from exporter.dbcall import run_db
+
+
+def _read_state(engine: Engine) -> dict[str, Any]:
+    with engine.connect() as conn:
+        return state.get_all(conn)
+
+
+@dataclass
+class Api:
+    settings: Settings
+    clock: Clock
+    rollup: Engine
+    source: Engine
+    cache: ResilientCache
+    auth: Authenticator
+    # The aggregator state (generation, coverage floors) is re-read at most this often.
+    state_ttl: float = 1.0
+    monotonic: Callable[[], float] = time.monotonic
+    _state: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+
+    async def aggregator_state(self) -> dict[str, Any]:
+        now = self.monotonic()
+        if self._state is None or now - self._state[0] >= self.state_ttl:
+            values = await run_db(lambda: _read_state(self.rollup))
+            self._state = (now, values)
+        return self._state[1]
+
+    async def generation(self) -> int:
+        return int((await self.aggregator_state()).get(state.GENERATION) or 0)
+
+    async def coverage(self, now: datetime) -> Coverage:
+        """What each tier holds completely now: the aggregator's own rule."""
+        values = await self.aggregator_state()
+        hourly_floor = values.get(state.HOURLY_DELETED_BEFORE)
+        daily_floor = values.get(state.DAILY_DELETED_BEFORE)
+        return Coverage.at(
+            now,
+            self.settings.hourly_retention_days,
+            self.settings.daily_retention_days,
+            [date.fromisoformat(d) for d in values.get(state.HOURLY_UNTRUSTED) or []],
+            None if hourly_floor is None else datetime.fromisoformat(hourly_floor),
+            None if daily_floor is None else date.fromisoformat(daily_floor),
+        )
+
+
+API = web.AppKey("dashboard_api", Api)

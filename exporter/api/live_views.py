@@ -1,0 +1,142 @@
+"""live-summary/ and live-series/: computed from the source tables, set-based
+(aggregator.sourcesql), one query per source group under the source engine's statement timeout.
+
+Hours are computed in SQL and bucketed here, so the time zone rules match the rollup endpoints.
+A group that fails (timeout, lock) marks its metrics unavailable instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from aggregator import sourcesql
+from aggregator.catalogue import METRICS, metric_groups
+from aggregator.db import first_line
+from aggregator.rollup_tables import Granularity
+from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
+from exporter.api import caching, shape
+from exporter.api.context import Api
+from exporter.api.params import (
+    GRANULARITIES,
+    SOURCES,
+    DateRange,
+    parse_choice,
+    parse_filter,
+    parse_range,
+)
+from exporter.api.plan import check_whole_hour_offsets
+from exporter.api.rollups import Cell
+from exporter.dbcall import run_db
+
+log = logging.getLogger("dashboard_metrics.api")
+
+
+def _compute(api: Api, org: str, rng: DateRange, names: list[str]) -> tuple[list[Cell], list[str]]:
+    cells: list[Cell] = []
+    failed: list[str] = []
+    error: Exception | None = None
+    ranges = [(rng.first_hour, rng.end_hour)] if rng.first_hour < rng.end_hour else []
+    for metrics in metric_groups().values():
+        selected = [m.name for m in metrics if m.name in names]
+        if not selected or not ranges:
+            continue
+        try:
+            with api.source.connect() as conn:
+                result = sourcesql.compute(conn, Granularity.HOUR, ranges, org, selected)
+        except (OperationalError, DBAPIError) as exc:
+            if getattr(exc, "connection_invalidated", False):
+                raise  # the database is down, not one slow query: 503
+            log.warning(
+                "live query failed",
+                extra={"fields": {"metrics": selected, "error": first_line(exc)}},
+            )
+            failed += selected
+            error = exc
+            continue
+        for key, agg in result.items():
+            entry = METRICS[key.metric_name]
+            cells.append(
+                Cell(
+                    as_datetime(key.period),
+                    "live",
+                    key.metric_name,
+                    entry.type.value,
+                    DEFAULT_PROJECT,
+                    DEFAULT_TAG,
+                    agg.value,
+                    agg.count,
+                )
+            )
+    if error is not None and not cells and len(failed) == len(names):
+        raise error  # nothing answered: the source database is unavailable (503)
+    return cells, failed
+
+
+def _parse(api: Api, request: web.Request) -> tuple[DateRange, list[str]]:
+    query = request.query
+    rng = parse_range(query, api.clock(), 30)
+    parse_choice(query, "source", SOURCES, "auto")  # accepted, as in the anchor; always live
+    flt = parse_filter(query)
+    if rng.tz is not shape.UTC_ZONE:
+        check_whole_hour_offsets(rng)
+    names = sorted(METRICS) if flt.metric_name is None else [flt.metric_name]
+    return rng, [name for name in names if name in METRICS]
+
+
+async def live_summary(request: web.Request, api: Api, org: str) -> web.Response:
+    async def compute() -> dict[str, Any]:
+        rng, names = _parse(api, request)
+        cells, failed = await run_db(lambda: _compute(api, org, rng, names))
+        body: dict[str, Any] = {
+            "start_date": rng.start.isoformat(),
+            "end_date": rng.end.isoformat(),
+            "source": "live",
+            "summary": shape.summary(cells, "live", rng.tz),
+        }
+        if failed:
+            body["partial_errors"] = failed
+        return body
+
+    return await caching.cached_response(request, api, org, "live_summary", compute)
+
+
+async def live_series(request: web.Request, api: Api, org: str) -> web.Response:
+    async def compute() -> dict[str, Any]:
+        granularity = parse_choice(request.query, "granularity", GRANULARITIES, "day")
+        rng, names = _parse(api, request)
+        cells, failed = await run_db(lambda: _compute(api, org, rng, names))
+        out = [
+            {
+                "metric_name": entry["metric_name"],
+                "metric_type": entry["metric_type"],
+                "data": [{"timestamp": p["timestamp"], "value": p["value"]} for p in entry["data"]],
+                "total_value": entry["total_value"],
+            }
+            for entry in shape.series(cells, granularity, rng.tz)
+        ]
+        out += [
+            {
+                "metric_name": name,
+                "metric_type": METRICS[name].type.value,
+                "error": "unavailable",
+                "data": [],
+                "total_value": 0,
+            }
+            for name in failed
+        ]
+        body: dict[str, Any] = {
+            "start_date": rng.start.isoformat(),
+            "end_date": rng.end.isoformat(),
+            "granularity": granularity,
+            "source": "live",
+            "series": out,
+        }
+        if failed:
+            body["partial_errors"] = failed
+        return body
+
+    return await caching.cached_response(request, api, org, "live_series", compute)

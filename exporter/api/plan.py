@@ -1,0 +1,145 @@
+"""Which rollup tier answers which part of a range, exactly, or a clear 400.
+
+A range of whole UTC hours is cut into whole months (monthly tier), whole days (daily tier) and
+the remaining hours (hourly tier), down from the chosen base tier. Each piece must lie where its
+tier is complete (retention, cleanups, untrusted hourly days); otherwise no tier can answer it
+exactly and the request fails with 400 rather than returning short numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from aggregator.recompute import Coverage
+from aggregator.timeutil import DAY, HOUR, day_start, month_of, next_month
+from exporter.api.errors import invalid
+from exporter.api.params import DateRange
+
+ORDER = ("hourly", "daily", "monthly")
+GRANULARITY_TIER = {"hour": "hourly", "day": "daily", "week": "daily", "month": "monthly"}
+
+
+class NotCovered(Exception):
+    pass
+
+
+@dataclass
+class Plan:
+    source: str
+    hours: list[tuple[datetime, datetime]] = field(default_factory=list)
+    days: list[tuple[date, date]] = field(default_factory=list)
+    months: list[tuple[date, date]] = field(default_factory=list)
+
+    @property
+    def only_hours(self) -> bool:
+        return not self.days and not self.months
+
+
+def _month_dt(month: date) -> datetime:
+    return day_start(month)
+
+
+def _cut_hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    if start >= end:
+        return
+    if start < coverage.hourly_from:
+        raise NotCovered(
+            f"the hourly tier holds complete data only from {coverage.hourly_from.isoformat()}"
+        )
+    day = start.date()
+    while day_start(day) < end:
+        if day in coverage.untrusted_hour_days:
+            raise NotCovered(f"the hourly tier of {day.isoformat()} is not complete")
+        day += DAY
+    plan.hours.append((start, end))
+
+
+def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    first = start.date() if start == day_start(start.date()) else start.date() + DAY
+    last = end.date()  # days before this one end by `end`
+    if first >= last:
+        _cut_hours(plan, start, end, coverage)
+        return
+    if not coverage.day_covered(first):
+        raise NotCovered(
+            f"the daily tier holds complete data only from {coverage.daily_from.isoformat()}"
+        )
+    _cut_hours(plan, start, day_start(first), coverage)
+    plan.days.append((first, last))
+    _cut_hours(plan, day_start(last), end, coverage)
+
+
+def _cut_months(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    first = month_of(start)
+    if _month_dt(first) < start:
+        first = next_month(first)
+    last = month_of(end)
+    if first >= last:
+        _cut_days(plan, start, end, coverage)
+        return
+    _cut_days(plan, start, _month_dt(first), coverage)
+    plan.months.append((first, last))
+    _cut_days(plan, _month_dt(last), end, coverage)
+
+
+def build(base: str, start: datetime, end: datetime, coverage: Coverage) -> Plan:
+    plan = Plan(base)
+    {"hourly": _cut_hours, "daily": _cut_days, "monthly": _cut_months}[base](
+        plan, start, end, coverage
+    )
+    return plan
+
+
+def auto_tier(days: int) -> str:
+    """The anchor's thresholds on the whole days of the range."""
+    if days <= 7:
+        return "hourly"
+    return "daily" if days <= 90 else "monthly"
+
+
+def choose(rng: DateRange, source: str, granularity: str | None, coverage: Coverage) -> Plan:
+    """The plan for ``source`` (auto: the anchor's thresholds, then coarser tiers if needed)."""
+    finest_allowed = ORDER.index(GRANULARITY_TIER[granularity]) if granularity else len(ORDER) - 1
+    if rng.tz is not UTC:
+        # Local days and weeks need hours: the daily and monthly tiers hold UTC days.
+        finest_allowed = 0
+        if source not in {"auto", "hourly"}:
+            raise invalid(
+                "source",
+                f"source={source} holds UTC days; a time zone other than UTC needs the hourly "
+                "tier (source=hourly or auto).",
+            )
+        check_whole_hour_offsets(rng)
+    if source != "auto":
+        if ORDER.index(source) > finest_allowed:
+            raise invalid("source", f"source={source} is too coarse for granularity={granularity}.")
+        candidates = [source]
+    else:
+        first = min(ORDER.index(auto_tier(rng.days)), finest_allowed)
+        candidates = list(ORDER[first : finest_allowed + 1])
+    reason = ""
+    for tier in candidates:
+        try:
+            return build(tier, rng.first_hour, rng.end_hour, coverage)
+        except NotCovered as exc:
+            reason = str(exc)
+    attr = "source" if source != "auto" else "start_date"
+    raise invalid(
+        attr,
+        f"No rollup tier can answer this range exactly: {reason}. Narrow the range, align it to "
+        "whole days or months, or use the live-* endpoints.",
+    )
+
+
+def check_whole_hour_offsets(rng: DateRange) -> None:
+    hour = rng.first_hour
+    while hour < rng.end_hour + HOUR:
+        offset = hour.astimezone(rng.tz).utcoffset() or timedelta()
+        if offset % HOUR:
+            raise invalid(
+                "tz",
+                "Time zones with offsets that are not whole hours cannot be answered from hourly "
+                "rollups.",
+            )
+        hour += HOUR

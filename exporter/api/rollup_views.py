@@ -1,0 +1,177 @@
+"""summary/, series/, overview/ and the paginated list of hourly rows: the rollup tiers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import func, select
+
+from aggregator.rollup_tables import HOURLY
+from exporter.api import caching, shape
+from exporter.api.context import Api
+from exporter.api.errors import invalid
+from exporter.api.params import (
+    GRANULARITIES,
+    SOURCES,
+    DateRange,
+    MetricFilter,
+    parse_bool,
+    parse_choice,
+    parse_filter,
+    parse_int,
+    parse_range,
+)
+from exporter.api.plan import Plan, choose
+from exporter.api.rollups import Cell, read_plan
+from exporter.dbcall import run_db
+
+ROW_NAMESPACE = uuid.UUID("5d0c3f8e-8a34-4a53-9d0b-2f1a3f6f6d10")
+
+
+async def _cells(
+    api: Api, org: str, flt: MetricFilter, rng: DateRange, plan: Plan, refresh: bool
+) -> list[Cell]:
+    if plan.only_hours:
+        cells: list[Cell] = []
+        for start, end in plan.hours:
+            cells += await caching.hourly_cells(api, org, flt, start, end, refresh)
+        return cells
+
+    def read() -> list[Cell]:
+        with api.rollup.connect() as conn:
+            return read_plan(conn, org, flt, plan)
+
+    return await run_db(read)
+
+
+async def _plan(
+    api: Api, query: Any, default_days: int, granularity: str | None
+) -> tuple[DateRange, Plan]:
+    now = api.clock()
+    rng = parse_range(query, now, default_days)
+    source = parse_choice(query, "source", SOURCES, "auto")
+    return rng, choose(rng, source, granularity, await api.coverage(now))
+
+
+async def summary(request: web.Request, api: Api, org: str) -> web.Response:
+    query = request.query
+    flt = parse_filter(query)
+    refresh = parse_bool(query, "refresh")
+    rng, plan = await _plan(api, query, 30, None)
+    cells = await _cells(api, org, flt, rng, plan, refresh)
+    return web.json_response(
+        {
+            "start_date": rng.start.isoformat(),
+            "end_date": rng.end.isoformat(),
+            "source": plan.source,
+            "summary": shape.summary(cells, plan.source, rng.tz),
+        }
+    )
+
+
+async def series(request: web.Request, api: Api, org: str) -> web.Response:
+    query = request.query
+    flt = parse_filter(query)
+    refresh = parse_bool(query, "refresh")
+    granularity = parse_choice(query, "granularity", GRANULARITIES, "day")
+    rng, plan = await _plan(api, query, 30, granularity)
+    cells = await _cells(api, org, flt, rng, plan, refresh)
+    return web.json_response(
+        {
+            "start_date": rng.start.isoformat(),
+            "end_date": rng.end.isoformat(),
+            "granularity": granularity,
+            "source": plan.source,
+            "series": shape.series(cells, granularity, rng.tz),
+        }
+    )
+
+
+async def overview(request: web.Request, api: Api, org: str) -> web.Response:
+    async def compute() -> dict[str, Any]:
+        rng, plan = await _plan(api, request.query, 7, "day")
+        flt = MetricFilter(None, None, None)
+        cells = await _cells(api, org, flt, rng, plan, refresh=True)
+        totals, trend = shape.overview(cells, rng.tz)
+        return {
+            "period": {
+                "start_date": rng.start.isoformat(),
+                "end_date": rng.end.isoformat(),
+                "days": rng.days,
+            },
+            "totals": totals,
+            "daily_trend": trend,
+        }
+
+    return await caching.cached_response(request, api, org, "overview", compute)
+
+
+ORDERINGS = (
+    "timestamp",
+    "-timestamp",
+    "metric_name",
+    "-metric_name",
+    "metric_value",
+    "-metric_value",
+)
+
+
+def row_id(org: str, *key: Any) -> str:
+    """A stable id for a row with a natural key (the rollups have no surrogate key)."""
+    return str(uuid.uuid5(ROW_NAMESPACE, "\x1f".join(str(part) for part in (org, *key))))
+
+
+async def rows(request: web.Request, api: Api, org: str) -> web.Response:
+    """The organization's hourly rows, DRF-style pages (the anchor returns all of them)."""
+    query = request.query
+    flt = parse_filter(query)
+    page = parse_int(query, "page", 1, 1, 10**9)
+    size = parse_int(query, "page_size", 100, 1, 1000)
+    ordering = parse_choice(query, "ordering", ORDERINGS, "-timestamp")
+    table = HOURLY.table
+    where = [table.c.organization_id == org]
+    for column, value in zip(("metric_name", "project", "tag"), flt.parts(), strict=True):
+        if value is not None:
+            where.append(table.c[column] == value)
+    sort_column = table.c[ordering.lstrip("-")]
+    primary = sort_column.desc() if ordering.startswith("-") else sort_column.asc()
+    order = [primary, table.c.timestamp.desc(), table.c.metric_name, table.c.project, table.c.tag]
+
+    def read() -> tuple[int, list[Any]]:
+        with api.rollup.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(table).where(*where)).scalar()
+            result = conn.execute(
+                select(table).where(*where).order_by(*order).offset((page - 1) * size).limit(size)
+            )
+            return int(count or 0), list(result)
+
+    count, found = await run_db(read)
+    if page > 1 and (page - 1) * size >= count:
+        raise invalid("page", "Invalid page.")
+
+    def link(number: int) -> str:
+        return str(request.url.update_query(page=str(number), page_size=str(size)))
+
+    return web.json_response(
+        {
+            "count": count,
+            "next": link(page + 1) if page * size < count else None,
+            "previous": link(page - 1) if page > 1 else None,
+            "results": [
+                {
+                    "id": row_id(org, r.timestamp.isoformat(), r.metric_name, r.project, r.tag),
+                    "timestamp": r.timestamp.isoformat(),
+                    "metric_name": r.metric_name,
+                    "metric_type": r.metric_type,
+                    "metric_value": r.metric_value,
+                    "metric_count": r.metric_count,
+                    "project": r.project,
+                    "tag": r.tag,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r in found
+            ],
+        }
+    )

@@ -1,0 +1,82 @@
+"""Reading rollup rows of one organization for a plan (blocking; run in a thread)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.engine import Connection
+
+from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Tier
+from aggregator.timeutil import day_start
+from exporter.api.params import MetricFilter
+from exporter.api.plan import Plan
+
+
+class Cell(NamedTuple):
+    """One rollup row: its period start (UTC) and tier, and what it holds."""
+
+    start: datetime
+    tier: str
+    metric_name: str
+    metric_type: str
+    project: str
+    tag: str
+    value: float
+    events: int  # metric_count: the number of source events
+
+
+def _filters(tier: Tier, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
+    table = tier.table
+    where = [table.c.organization_id == org]
+    for column, value in zip(("metric_name", "project", "tag"), flt.parts(), strict=True):
+        if value is not None:
+            where.append(table.c[column] == value)
+    return where
+
+
+def _read(
+    conn: Connection,
+    tier: Tier,
+    org: str,
+    flt: MetricFilter,
+    ranges: list[tuple[Any, Any]],
+) -> list[Cell]:
+    if not ranges:
+        return []
+    table = tier.table
+    period = tier.period
+    in_ranges = or_(*(and_(period >= lo, period < hi) for lo, hi in ranges))
+    query = select(
+        period,
+        table.c.metric_name,
+        table.c.metric_type,
+        table.c.project,
+        table.c.tag,
+        table.c.metric_value,
+        table.c.metric_count,
+    ).where(*_filters(tier, org, flt), in_ranges)
+    out = []
+    for start, name, kind, project, tag, value, count in conn.execute(query):
+        when = start if isinstance(start, datetime) else day_start(_as_date(start))
+        out.append(Cell(when, tier.name, name, kind, project, tag, float(value), int(count)))
+    return out
+
+
+def _as_date(value: Any) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def read_hours(
+    conn: Connection, org: str, flt: MetricFilter, start: datetime, end: datetime
+) -> list[Cell]:
+    return _read(conn, HOURLY, org, flt, [(start, end)])
+
+
+def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: Plan) -> list[Cell]:
+    return (
+        _read(conn, HOURLY, org, flt, list(plan.hours))
+        + _read(conn, DAILY, org, flt, list(plan.days))
+        + _read(conn, MONTHLY, org, flt, list(plan.months))
+    )

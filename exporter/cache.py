@@ -1,0 +1,200 @@
+"""The API's cache: Redis when configured, an in-process TTL cache otherwise.
+
+`ResilientCache` is what the handlers use. Any Redis failure is logged (once per outage) and
+counted as a cache error; the request then goes to the database. After a failure Redis is left
+alone for `retry_seconds`, then tried again automatically, so an outage costs one failed call
+per period, not one per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from aiohttp import web
+
+from aggregator.db import first_line
+from exporter.stats import ServiceStats
+
+log = logging.getLogger("dashboard_metrics.cache")
+
+
+class Backend(Protocol):
+    name: str
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def setex_many(self, items: Sequence[tuple[str, int, bytes]]) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryBackend:
+    """Same interface and TTL semantics as Redis, bounded in size (oldest entries go first)."""
+
+    name = "memory"
+
+    def __init__(
+        self, max_entries: int = 200_000, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max = max_entries
+        self._monotonic = monotonic
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self._monotonic()
+        out: list[bytes | None] = []
+        for key in keys:
+            entry = self._data.get(key)
+            if entry is not None and entry[0] <= now:
+                del self._data[key]
+                entry = None
+            out.append(None if entry is None else entry[1])
+        return out
+
+    async def setex_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+        now = self._monotonic()
+        for key, ttl, value in items:
+            self._data[key] = (now + ttl, value)
+            self._data.move_to_end(key)
+        while len(self._data) > self._max:
+            self._data.popitem(last=False)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisBackend:
+    name = "redis"
+
+    def __init__(self, url: str, timeout: float = 0.5) -> None:
+        from redis.asyncio import Redis
+
+        self._client = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+        )
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._client.mget(list(keys))
+        return [v.encode() if isinstance(v, str) else v for v in values]
+
+    async def setex_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+        if not items:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, ttl, value in items:
+                pipe.setex(key, ttl, value)
+            await pipe.execute()
+
+    async def ping(self) -> None:
+        await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class ResilientCache:
+    def __init__(
+        self,
+        backend: Backend,
+        stats: ServiceStats,
+        *,
+        enabled: bool = True,
+        retry_seconds: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.backend = backend
+        self.stats = stats
+        self.enabled = enabled
+        self.retry_seconds = retry_seconds
+        self._monotonic = monotonic
+        self._down_until: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self._down_until is None or self._monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._down_until is None:
+            log.warning(
+                "cache unavailable; serving from the database",
+                extra={"fields": {"backend": self.backend.name, "error": first_line(exc)}},
+            )
+        self.last_error = first_line(exc)
+        self._down_until = self._monotonic() + self.retry_seconds
+        self.stats.cache_request("error")
+
+    def _recovered(self) -> None:
+        if self._down_until is not None:
+            log.info("cache available again", extra={"fields": {"backend": self.backend.name}})
+        self._down_until = None
+        self.last_error = None
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Cached values (None: miss). Hits and misses are counted per key."""
+        if not self.enabled or not keys:
+            return [None] * len(keys)
+        if not self.available:
+            self.stats.cache_request("error")
+            return [None] * len(keys)
+        try:
+            values = await self.backend.mget(keys)
+        except Exception as exc:  # any client failure: the database answers instead
+            self._failed(exc)
+            return [None] * len(keys)
+        self._recovered()
+        hits = sum(value is not None for value in values)
+        if hits:
+            self.stats.cache_request("hit", hits)
+        if hits < len(keys):
+            self.stats.cache_request("miss", len(keys) - hits)
+        return values
+
+    async def get(self, key: str) -> bytes | None:
+        return (await self.mget([key]))[0]
+
+    async def setex_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
+        if not self.enabled or not items or not self.available:
+            return
+        try:
+            await self.backend.setex_many(items)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        self._recovered()
+
+    async def check(self) -> dict[str, str]:
+        """Readiness: ok, disabled, or degraded (the service still answers from the DB)."""
+        if not self.enabled:
+            return {"status": "disabled", "backend": self.backend.name}
+        try:
+            await self.backend.ping()
+        except Exception as exc:
+            self._failed(exc)
+            return {"status": "degraded", "backend": self.backend.name, "message": first_line(exc)}
+        self._recovered()
+        return {"status": "ok", "backend": self.backend.name}
+
+    async def close(self) -> None:
+        try:
+            await self.backend.close()
+        except Exception as exc:  # closing a broken connection must not fail shutdown
+            log.debug("cache close failed", extra={"fields": {"error": first_line(exc)}})
+
+
+def make_backend(redis_url: str) -> Backend:
+    return RedisBackend(redis_url) if redis_url else MemoryBackend()
+
+
+CACHE = web.AppKey("cache", ResilientCache)

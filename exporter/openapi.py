@@ -1,0 +1,366 @@
+"""The OpenAPI 3 document of the JSON API, served at /api/openapi.json (anonymous)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+S = dict[str, Any]
+
+NUM: S = {"type": "number"}
+INT: S = {"type": "integer"}
+STR: S = {"type": "string"}
+DT: S = {"type": "string", "format": "date-time"}
+NDT: S = {"type": ["string", "null"], "format": "date-time"}
+
+
+def obj(props: dict[str, S], optional: tuple[str, ...] = ()) -> S:
+    return {
+        "type": "object",
+        "properties": props,
+        "required": [k for k in props if k not in optional],
+        "additionalProperties": False,
+    }
+
+
+def arr(items: S) -> S:
+    return {"type": "array", "items": items}
+
+
+def ref(name: str) -> S:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def q(name: str, schema: S, description: str) -> S:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+ORG = {
+    "name": "org_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[^/]+$"},
+    "description": "The organization's string id (organization.organization_id).",
+}
+START = q(
+    "start_date",
+    STR,
+    "ISO-8601 date or date-time (naive: in `tz`). Default: end_date minus the endpoint's "
+    "default range. Hours that begin in [start_date, end_date) are selected.",
+)
+END = q("end_date", STR, "ISO-8601 date or date-time (naive: in `tz`). Default: now.")
+TZ = q(
+    "tz",
+    STR,
+    "IANA time zone for day/week buckets and naive bounds (default UTC). Other than UTC it "
+    "needs the hourly tier and whole-hour offsets, else 400.",
+)
+METRIC = q("metric_name", STR, "Only this metric.")
+PROJECT = q("project", STR, "Only this project.")
+TAG = q("tag", STR, "Only this tag.")
+SOURCE = q(
+    "source",
+    {"type": "string", "enum": ["auto", "hourly", "daily", "monthly"]},
+    "Rollup tier; auto: <=7 days hourly, <=90 daily, else monthly (partial edges from "
+    "finer tiers).",
+)
+GRAN = q(
+    "granularity",
+    {"type": "string", "enum": ["hour", "day", "week", "month"]},
+    "Bucket size (default day; weeks start on Monday).",
+)
+REFRESH = q(
+    "refresh",
+    {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
+    "true: bypass cache reads (the result is still stored).",
+)
+RANGE = [START, END, TZ]
+FILTERS = [METRIC, PROJECT, TAG]
+
+SUMMARY_ITEM = obj(
+    {
+        "metric_name": STR,
+        "metric_type": STR,
+        "total_value": NUM,
+        "total_count": INT,
+        "average_value": NUM,
+        "min_value": NUM,
+        "max_value": NUM,
+    }
+)
+POINT = obj({"timestamp": DT, "value": NUM, "count": INT})
+SERIES_ITEM = obj(
+    {
+        "metric_name": STR,
+        "metric_type": STR,
+        "project": STR,
+        "tag": STR,
+        "data": arr(POINT),
+        "total_value": NUM,
+        "total_count": INT,
+    }
+)
+LIVE_ITEM = obj(
+    {
+        "metric_name": STR,
+        "metric_type": STR,
+        "data": arr(obj({"timestamp": DT, "value": NUM})),
+        "total_value": NUM,
+        "error": STR,
+    },
+    optional=("error",),
+)
+ERROR = obj(
+    {
+        "type": STR,
+        "errors": arr(obj({"code": STR, "detail": STR, "attr": {"type": ["string", "null"]}})),
+    }
+)
+CHECK = obj({"status": STR, "message": STR}, optional=("message",))
+
+SCHEMAS: dict[str, S] = {
+    "Error": ERROR,
+    "Summary": obj(
+        {
+            "start_date": DT,
+            "end_date": DT,
+            "source": {"type": "string", "enum": ["hourly", "daily", "monthly"]},
+            "summary": arr(SUMMARY_ITEM),
+        }
+    ),
+    "Series": obj(
+        {
+            "start_date": DT,
+            "end_date": DT,
+            "granularity": STR,
+            "source": STR,
+            "series": arr(SERIES_ITEM),
+        }
+    ),
+    "Overview": obj(
+        {
+            "period": obj({"start_date": DT, "end_date": DT, "days": INT}),
+            "totals": arr(obj({"metric_name": STR, "total_value": NUM, "total_count": INT})),
+            "daily_trend": arr(
+                obj(
+                    {
+                        "date": {"type": "string", "format": "date"},
+                        "metrics": {"type": "object", "additionalProperties": NUM},
+                    }
+                )
+            ),
+        }
+    ),
+    "LiveSummary": obj(
+        {
+            "start_date": DT,
+            "end_date": DT,
+            "source": {"const": "live"},
+            "summary": arr(SUMMARY_ITEM),
+            "partial_errors": arr(STR),
+        },
+        optional=("partial_errors",),
+    ),
+    "LiveSeries": obj(
+        {
+            "start_date": DT,
+            "end_date": DT,
+            "granularity": STR,
+            "source": {"const": "live"},
+            "series": arr(LIVE_ITEM),
+            "partial_errors": arr(STR),
+        },
+        optional=("partial_errors",),
+    ),
+    "RecentActivity": obj(
+        {
+            "activity": arr(
+                obj(
+                    {
+                        "id": STR,
+                        "execution_id": STR,
+                        "type": {"type": "string", "enum": ["etl", "task", "api", "workflow"]},
+                        "file_name": STR,
+                        "status": STR,
+                        "workflow_name": STR,
+                        "created_at": DT,
+                        "execution_time": {"type": ["number", "null"]},
+                        "total_tokens": INT,
+                        "cost": NUM,
+                    }
+                )
+            )
+        }
+    ),
+    "WorkflowTokenUsage": obj(
+        {
+            "start_date": DT,
+            "end_date": DT,
+            "deployment_type": {"type": "string", "enum": ["API", "ETL", "TASK", "WF"]},
+            "range_truncated": {"type": "boolean"},
+            "deployments": arr(
+                obj(
+                    {
+                        "deployment_id": STR,
+                        "deployment_name": STR,
+                        "total_tokens": INT,
+                        "total_cost": NUM,
+                        "call_count": INT,
+                        "execution_count": INT,
+                        "completed_executions": INT,
+                        "failed_executions": INT,
+                        "total_pages_processed": INT,
+                        "first_execution_at": NDT,
+                        "last_execution_at": NDT,
+                    }
+                )
+            ),
+        }
+    ),
+    "Health": obj(
+        {
+            "healthy": {"type": "boolean"},
+            "checks": obj({"database": CHECK, "cache": CHECK}),
+            "timestamp": DT,
+        }
+    ),
+    "RowPage": obj(
+        {
+            "count": INT,
+            "next": {"type": ["string", "null"]},
+            "previous": {"type": ["string", "null"]},
+            "results": arr(
+                obj(
+                    {
+                        "id": STR,
+                        "timestamp": DT,
+                        "metric_name": STR,
+                        "metric_type": STR,
+                        "metric_value": NUM,
+                        "metric_count": INT,
+                        "project": STR,
+                        "tag": STR,
+                        "created_at": DT,
+                    }
+                )
+            ),
+        }
+    ),
+}
+
+
+def _responses(schema: str, unhealthy: bool = False) -> S:
+    def err(text: str) -> S:
+        return {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
+
+    out: S = {
+        "200": {"description": "OK", "content": {"application/json": {"schema": ref(schema)}}},
+        "400": err("Invalid parameter (attr names it)"),
+        "401": err("Missing or invalid API key"),
+        "403": err("The key does not cover this organization"),
+    }
+    unavailable = ref("Health") if unhealthy else ref("Error")
+    out["503"] = {
+        "description": "Database unavailable",
+        "content": {"application/json": {"schema": unavailable}},
+    }
+    return out
+
+
+OPERATIONS: list[tuple[str, str, str, list[S]]] = [
+    (
+        "",
+        "listHourlyRows",
+        "RowPage",
+        [
+            *FILTERS,
+            q("page", {"type": "integer", "minimum": 1}, "Page number (default 1)."),
+            q(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": 1000},
+                "Rows per page (default 100, at most 1000).",
+            ),
+            q(
+                "ordering",
+                {
+                    "type": "string",
+                    "enum": [
+                        "timestamp",
+                        "-timestamp",
+                        "metric_name",
+                        "-metric_name",
+                        "metric_value",
+                        "-metric_value",
+                    ],
+                },
+                "Sort order (default -timestamp).",
+            ),
+        ],
+    ),
+    ("summary/", "summary", "Summary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
+    ("series/", "series", "Series", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
+    ("overview/", "overview", "Overview", [*RANGE, REFRESH]),
+    ("live-summary/", "liveSummary", "LiveSummary", [*RANGE, METRIC, SOURCE, REFRESH]),
+    ("live-series/", "liveSeries", "LiveSeries", [*RANGE, METRIC, SOURCE, GRAN, REFRESH]),
+    (
+        "recent-activity/",
+        "recentActivity",
+        "RecentActivity",
+        [
+            q(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 50},
+                "How many (default 10, at most 50).",
+            ),
+            REFRESH,
+        ],
+    ),
+    (
+        "workflow-token-usage/",
+        "workflowTokenUsage",
+        "WorkflowTokenUsage",
+        [
+            *RANGE,
+            q("deployment_type", STR, "API, ETL, TASK or WF (any case; default API)."),
+            REFRESH,
+        ],
+    ),
+    ("health/", "health", "Health", []),
+]
+
+
+def document() -> S:
+    paths: S = {}
+    for suffix, op_id, schema, params in OPERATIONS:
+        paths[f"/api/v1/unstract/{{org_id}}/metrics/{suffix}"] = {
+            "get": {
+                "operationId": op_id,
+                "parameters": [ORG, *params],
+                "responses": _responses(schema, unhealthy=schema == "Health"),
+                "security": [{"bearer": []}, {}],
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "dashboard-metrics JSON API", "version": "1"},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def serve(_request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", serve)
