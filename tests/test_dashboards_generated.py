@@ -68,7 +68,7 @@ def test_structure(name: str) -> None:
     assert dashboard["schemaVersion"] >= 39
     assert dashboard["title"].startswith("dashboard-metrics / ")
     positions = [p["gridPos"] for p in checks.panels(dashboard)]
-    assert all(0 <= p["x"] and p["x"] + p["w"] <= 24 for p in positions)
+    assert all(p["x"] >= 0 and p["x"] + p["w"] <= 24 for p in positions)
 
 
 def test_structure_check_catches_problems() -> None:
