@@ -1,16 +1,232 @@
 """All-time totals per (organization, metric), maintained by the writer after each change so
 that /metrics never aggregates history on a scrape.
 
-Stub: the /metrics work fills this in (high-water marks, corrections).
+Each row holds the true total (the sum over the monthly tier, which is kept forever) and a
+*monotonic* total for Prometheus: it grows by every increase of the true total and ignores
+decreases (a reconciliation that removes deleted source rows). Histograms apply the rule per
+bucket, so bucket counts, ``_count`` and ``_sum`` never decrease either. ``monotonic - true``
+is what corrections took away; /metrics exposes it as its own counter family.
+
+The table lives in the rollup database and is written inside the writer's transaction, so
+every serve replica reads the same values.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    case,
+    func,
+    select,
+    tuple_,
+)
 from sqlalchemy.engine import Connection
+
+from aggregator import state
+from aggregator.rollup_tables import MONTHLY, rollup_metadata
+from aggregator.sqltypes import UTCDateTime
+from aggregator.upsert import upsert_rows
+
+# Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
+TOTALS_VERSION = "metric_totals_version"
+_PAIR_BATCH = 500
+
+metric_totals = Table(
+    "metric_totals",
+    rollup_metadata,
+    Column("organization_id", Text, nullable=False),
+    Column("metric_name", String(64), nullable=False),
+    Column("metric_type", String(16), nullable=False),
+    # Monthly rows behind the total: a deleted monthly row leaves no modified_at behind, but
+    # it changes this count.
+    Column("month_rows", BigInteger, nullable=False),
+    Column("total_value", Float, nullable=False),
+    Column("total_count", BigInteger, nullable=False),
+    Column("total_buckets", Text, nullable=True),
+    Column("monotonic_value", Float, nullable=False),
+    Column("monotonic_count", BigInteger, nullable=False),
+    Column("monotonic_buckets", Text, nullable=True),
+    Column("corrected_at", UTCDateTime, nullable=True),
+    Column("modified_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
+)
+
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Total:
+    """One series: a sum of event values, an event count and per-bucket counts (histograms)."""
+
+    value: float = 0.0
+    count: int = 0
+    buckets: tuple[int, ...] | None = None
+
+
+def _buckets(raw: str | None) -> tuple[int, ...] | None:
+    return None if raw is None else tuple(int(x) for x in json.loads(raw))
+
+
+def _dump(buckets: tuple[int, ...] | None) -> str | None:
+    return None if buckets is None else json.dumps(list(buckets))
+
+
+def advance(monotonic: Total, old: Total, new: Total) -> tuple[Total, bool]:
+    """The monotonic total after the true total moved from ``old`` to ``new``.
+
+    Returns it and whether a correction (any decrease) was absorbed.
+    """
+    corrected = new.value < old.value or new.count < old.count
+    value = monotonic.value + max(0.0, new.value - old.value)
+    if new.buckets is None:
+        count = monotonic.count + max(0, new.count - old.count)
+        return Total(value, count, None), corrected
+    if monotonic.buckets is None or len(monotonic.buckets) != len(new.buckets):
+        return new, corrected  # bucket layout changed: the series starts over
+    previous = old.buckets if old.buckets and len(old.buckets) == len(new.buckets) else None
+    previous = previous or (0,) * len(new.buckets)
+    grown = tuple(
+        m + max(0, n - o) for m, n, o in zip(monotonic.buckets, new.buckets, previous, strict=True)
+    )
+    corrected = corrected or any(n < o for n, o in zip(new.buckets, previous, strict=True))
+    # _count is the +Inf bucket: keep it equal to the sum of the per-bucket counts.
+    return Total(value, sum(grown), grown), corrected
+
+
+def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
+    """Pairs whose monthly rows were written in this transaction (stamped ``now``), appeared,
+    or lost a row; one grouped scan of the monthly tier, no bucket payloads."""
+    monthly = MONTHLY.table
+    touched = func.sum(case((monthly.c.modified_at >= now, 1), else_=0))
+    grouped = conn.execute(
+        select(monthly.c.organization_id, monthly.c.metric_name, func.count(), touched).group_by(
+            monthly.c.organization_id, monthly.c.metric_name
+        )
+    )
+    known = select(
+        metric_totals.c.organization_id, metric_totals.c.metric_name, metric_totals.c.month_rows
+    )
+    stored = {(org, name): rows for org, name, rows in conn.execute(known)}
+    changed: set[Pair] = set()
+    for org, name, rows, touched_rows in grouped:
+        pair = (org, name)
+        if stored.pop(pair, None) != rows or touched_rows:
+            changed.add(pair)
+    # Left over: pairs that lost their last monthly row (still holding a non-zero total).
+    changed.update(pair for pair, rows in stored.items() if rows)
+    return changed
+
+
+def _batches(pairs: Sequence[Pair]) -> Iterable[Sequence[Pair]]:
+    for start in range(0, len(pairs), _PAIR_BATCH):
+        yield pairs[start : start + _PAIR_BATCH]
+
+
+def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Total, int, str]]:
+    """True totals of ``pairs`` from the monthly tier: (total, monthly rows, metric type)."""
+    monthly = MONTHLY.table
+    key = tuple_(monthly.c.organization_id, monthly.c.metric_name)
+    rows: dict[Pair, list[tuple[Any, float, int, str | None, str]]] = {}
+    for batch in _batches(pairs):
+        query = select(
+            monthly.c.organization_id,
+            monthly.c.metric_name,
+            monthly.c.month,
+            monthly.c.metric_value,
+            monthly.c.metric_count,
+            monthly.c.buckets,
+            monthly.c.metric_type,
+        ).where(key.in_(list(batch)))
+        for org, name, month, value, count, buckets, kind in conn.execute(query):
+            rows.setdefault((org, name), []).append((str(month), value, count, buckets, kind))
+    out: dict[Pair, tuple[Total, int, str]] = {}
+    for pair, items in rows.items():
+        items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats
+        value, count, buckets = 0.0, 0, None
+        for _month, v, c, raw, _kind in items:
+            value += float(v)
+            count += int(c)
+            parsed = _buckets(raw)
+            if parsed is not None and buckets is not None and len(buckets) == len(parsed):
+                buckets = tuple(a + b for a, b in zip(buckets, parsed, strict=True))
+            elif parsed is not None:
+                buckets = parsed
+        out[pair] = (Total(value, count, buckets), len(items), items[-1][4])
+    return out
+
+
+def _stored(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, dict[str, Any]]:
+    key = tuple_(metric_totals.c.organization_id, metric_totals.c.metric_name)
+    out: dict[Pair, dict[str, Any]] = {}
+    for batch in _batches(pairs):
+        for row in conn.execute(select(metric_totals).where(key.in_(list(batch)))):
+            out[(row.organization_id, row.metric_name)] = dict(row._mapping)
+    return out
 
 
 def refresh_totals(conn: Connection, now: datetime) -> None:
-    """Called inside every writing transaction (tick, backfill, cleanup) after its writes."""
-    return None
+    """Called inside every writing transaction (tick, backfill, cleanup) after its writes.
+
+    Recomputes only the pairs whose monthly rows changed, so a quiet tick costs one grouped
+    scan of the monthly tier.
+    """
+    pairs = sorted(_changed_pairs(conn, now))
+    if not pairs:
+        return
+    current = _current(conn, pairs)
+    stored = _stored(conn, pairs)
+    rows: list[dict[str, Any]] = []
+    for pair in pairs:
+        new, month_rows, kind = current.get(pair, (None, 0, ""))
+        old_row = stored.get(pair)
+        if old_row is None:
+            if new is None:
+                continue
+            monotonic, corrected = new, False
+        else:
+            kind = old_row["metric_type"]
+            old = Total(
+                old_row["total_value"],
+                old_row["total_count"],
+                _buckets(old_row["total_buckets"]),
+            )
+            if new is None:  # every monthly row gone: the true total is zero
+                new = Total(0.0, 0, None if old.buckets is None else (0,) * len(old.buckets))
+            before = Total(
+                old_row["monotonic_value"],
+                old_row["monotonic_count"],
+                _buckets(old_row["monotonic_buckets"]),
+            )
+            monotonic, corrected = advance(before, old, new)
+        rows.append(
+            {
+                "organization_id": pair[0],
+                "metric_name": pair[1],
+                "metric_type": kind,
+                "month_rows": month_rows,
+                "total_value": new.value,
+                "total_count": new.count,
+                "total_buckets": _dump(new.buckets),
+                "monotonic_value": monotonic.value,
+                "monotonic_count": monotonic.count,
+                "monotonic_buckets": _dump(monotonic.buckets),
+                "corrected_at": now if corrected else (old_row or {}).get("corrected_at"),
+                "modified_at": now,
+            }
+        )
+    keys = ["organization_id", "metric_name"]
+    updates = [c.name for c in metric_totals.columns if c.name not in keys]
+    upsert_rows(conn, metric_totals, rows, keys, updates)
+    state.put(conn, {TOTALS_VERSION: int(state.get(conn, TOTALS_VERSION) or 0) + 1}, now)

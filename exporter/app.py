@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aggregator.db import first_line, rollup_engine, source_engine
 from aggregator.settings import Settings
 from aggregator.timeutil import Clock, utcnow
-from exporter import api, health
+from exporter import api, health, metrics
 from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from exporter.stats import STATS, ServiceStats
 
@@ -64,7 +64,7 @@ def create_app(
     rollup: Engine | None = None,
     source: Engine | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json])
+    app = web.Application(middlewares=[metrics.http_timing, errors_as_json])
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ROLLUP] = rollup or rollup_engine(settings, writer=False)
@@ -82,4 +82,5 @@ def create_app(
     app.cleanup_ctx.append(dispose_engines)
     health.setup(app)
     api.setup(app)
+    metrics.setup(app)
     return app

@@ -1,0 +1,82 @@
+"""/metrics settings resolved once per app: namespace, organization controls and auth."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from dataclasses import dataclass
+from importlib import metadata
+
+from aggregator.settings import ENV_PREFIX, ConfigError, Settings
+
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    scheme: str  # "Bearer" or "Basic"
+    secret: bytes  # the bearer token, or "user:password"
+
+    def accepts(self, authorization: str) -> bool:
+        """Constant-time check of an Authorization header value."""
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != self.scheme.lower():
+            given = ""
+        presented = given.strip().encode()
+        if self.scheme == "Basic":
+            try:
+                presented = base64.b64decode(presented, validate=True)
+            except (binascii.Error, ValueError):
+                presented = b""
+        return hmac.compare_digest(presented, self.secret)
+
+    @property
+    def challenge(self) -> str:
+        return f'{self.scheme} realm="metrics"'
+
+
+def parse_auth(raw: str) -> Credentials | None:
+    setting = f"{ENV_PREFIX}METRICS_AUTH"
+    if not raw:
+        return None
+    kind, _, rest = raw.partition(":")
+    if kind == "bearer" and rest:
+        return Credentials("Bearer", rest.encode())
+    if kind == "basic" and ":" in rest and rest.partition(":")[0]:
+        return Credentials("Basic", rest.encode())
+    # Never echo the value: it is a secret.
+    raise ConfigError(f"{setting}: expected 'bearer:TOKEN' or 'basic:USER:PASSWORD'")
+
+
+def build_version() -> str:
+    try:
+        return metadata.version("dashboard-metrics")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    namespace: str
+    allowlist: frozenset[str] | None
+    top_n: int
+    auth: Credentials | None
+    version: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetricsConfig:
+        if not _NAME.match(settings.namespace):
+            raise ConfigError(
+                f"{ENV_PREFIX}NAMESPACE: not a Prometheus metric name prefix: "
+                f"{settings.namespace!r}"
+            )
+        allow = frozenset(o.strip() for o in settings.metrics_org_allowlist.split(",") if o.strip())
+        return cls(
+            namespace=settings.namespace,
+            allowlist=allow or None,
+            top_n=settings.metrics_top_n,
+            auth=parse_auth(settings.metrics_auth),
+            version=build_version(),
+        )

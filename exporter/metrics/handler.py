@@ -1,0 +1,152 @@
+"""GET /metrics: auth, one bounded database read, content negotiation and gzip."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import hdrs, web
+from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from aggregator import runstats, state
+from aggregator.db import first_line
+from aggregator.rollup_tables import aggregator_state
+from aggregator.totals import TOTALS_VERSION
+from exporter.dbcall import run_db
+from exporter.keys import CLOCK, ROLLUP, SETTINGS
+from exporter.metrics import service
+from exporter.metrics.config import MetricsConfig
+from exporter.metrics.usage import UsageCache
+from exporter.stats import STATS
+
+log = logging.getLogger("dashboard_metrics.metrics")
+
+CONFIG = web.AppKey("metrics_config", MetricsConfig)
+CACHE = web.AppKey("metrics_usage_cache", UsageCache)
+
+STATE_KEYS = (
+    state.LAST_TICK,
+    state.TICKS_TOTAL,
+    state.TICK_FAILURES_TOTAL,
+    runstats.RUNSTATS,
+    TOTALS_VERSION,
+)
+# Bound on the database part of a scrape when Prometheus does not say its timeout.
+DEFAULT_DB_TIMEOUT = 10.0
+GZIP_LEVEL = 1  # most of gzip's size win at a fraction of level 9's time
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one scrape read from the rollup database (nothing when it was unreachable)."""
+
+    up: bool
+    state: dict[str, Any] = field(default_factory=dict)
+    usage: tuple[Metric, ...] = ()
+
+
+def read_snapshot(engine: Engine, config: MetricsConfig, cache: UsageCache) -> Snapshot:
+    with engine.connect() as conn:
+        # State first: a totals version read before the totals can only be older than them,
+        # so the cache at worst rebuilds once more, never keeps stale families.
+        rows = conn.execute(
+            select(aggregator_state.c.key, aggregator_state.c.value).where(
+                aggregator_state.c.key.in_(STATE_KEYS)
+            )
+        )
+        values = {key: json.loads(value) for key, value in rows}
+        usage = cache.families(conn, int(values.get(TOTALS_VERSION) or 0), config)
+    return Snapshot(True, values, usage)
+
+
+class ScrapeCollector:
+    """A prometheus_client collector holding one scrape's fresh families."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def db_timeout(request: web.Request) -> float:
+    raw = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+    try:
+        # Leave Prometheus time to receive the (database-down) answer.
+        return max(0.5, min(DEFAULT_DB_TIMEOUT, float(raw) - 0.5)) if raw else DEFAULT_DB_TIMEOUT
+    except ValueError:
+        return DEFAULT_DB_TIMEOUT
+
+
+async def snapshot(request: web.Request) -> Snapshot:
+    app = request.app
+    engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
+    try:
+        return await asyncio.wait_for(
+            run_db(lambda: read_snapshot(engine, config, cache)), db_timeout(request)
+        )
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("metrics: rollup database unavailable", extra={"fields": {"error": _why(exc)}})
+        return Snapshot(False)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return first_line(exc)
+
+
+def render(families: list[Metric], accept: str, gzip_ok: bool) -> tuple[bytes, str, bool]:
+    encoder, content_type = choose_encoder(accept)
+    body = encoder(ScrapeCollector(families))
+    if gzip_ok:
+        return gzip.compress(body, compresslevel=GZIP_LEVEL), content_type, True
+    return body, content_type, False
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app
+    config = app[CONFIG]
+    if config.auth is not None and not config.auth.accepts(
+        request.headers.get(hdrs.AUTHORIZATION, "")
+    ):
+        return web.Response(
+            status=401,
+            text="unauthorized\n",
+            headers={hdrs.WWW_AUTHENTICATE: config.auth.challenge},
+        )
+    snap = await snapshot(request)
+    cache_counts, http = app[STATS].snapshot()
+    inputs = service.ServiceInputs(
+        database_up=snap.up,
+        state=snap.state,
+        cache=cache_counts,
+        http=http,
+        now=app[CLOCK](),
+        version=config.version,
+    )
+    families = [*snap.usage, *service.families(inputs)]
+    accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+    gzip_ok = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    # Rendering tens of thousands of samples is CPU work: keep the event loop free.
+    body, content_type, gzipped = await asyncio.to_thread(render, families, accept, gzip_ok)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+    if gzipped:
+        response.headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return response
+
+
+def setup(app: web.Application) -> None:
+    app[CONFIG] = MetricsConfig.from_settings(app[SETTINGS])
+    app[CACHE] = UsageCache()
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,132 @@
+"""The service's own families under dashboard_metrics_: aggregator runs (from aggregator_state,
+so every replica reports the same), HTTP latency, cache results, database reachability."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
+
+from aggregator import runstats, state
+from exporter.stats import HTTP_BUCKETS, DurationHistogram
+
+PREFIX = "dashboard_metrics"
+CACHE_RESULTS = ("hit", "miss", "error")
+
+
+@dataclass(frozen=True)
+class ServiceInputs:
+    database_up: bool
+    state: Mapping[str, Any]  # aggregator_state values; empty when the database is down
+    cache: Mapping[str, int]
+    http: Mapping[tuple[str, str, str], DurationHistogram]
+    now: datetime
+    version: str
+
+
+def _cumulative(bounds: tuple[float, ...], per_bucket: list[int]) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    running = 0
+    for bound, count in zip([*map(floatToGoString, bounds), "+Inf"], per_bucket, strict=True):
+        running += count
+        out.append((bound, running))
+    return out
+
+
+def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
+    families: list[Metric] = []
+    for name, key, what in (
+        ("ticks_total", state.TICKS_TOTAL, "Aggregator ticks committed"),
+        ("tick_failures_total", state.TICK_FAILURES_TOTAL, "Aggregator ticks that failed"),
+    ):
+        family = CounterMetricFamily(
+            f"{PREFIX}_{name}", f"{what} (from aggregator_state; all aggregator processes)."
+        )
+        family.add_metric([], int(values.get(key) or 0))
+        families.append(family)
+    stats = runstats.load(values.get(runstats.RUNSTATS))
+    duration = stats["tick_duration"]
+    histogram = HistogramMetricFamily(
+        f"{PREFIX}_tick_duration_seconds",
+        "Wall time of committed aggregator ticks (from aggregator_state).",
+    )
+    histogram.add_metric(
+        [],
+        _cumulative(runstats.TICK_BUCKETS, [int(c) for c in duration["buckets"]]),
+        sum_value=float(duration["sum"]),
+    )
+    written = CounterMetricFamily(
+        f"{PREFIX}_rows_written_total",
+        "Rollup rows written (inserted, updated or deleted) by aggregator ticks, per tier.",
+        labels=["tier"],
+    )
+    for tier in runstats.TIERS:
+        written.add_metric([tier], int(stats["rows_written"][tier]))
+    families += [histogram, written]
+    last = values.get(state.LAST_TICK)
+    if isinstance(last, dict) and last.get("started_at"):
+        started = datetime.fromisoformat(last["started_at"])
+        families.append(
+            GaugeMetricFamily(
+                f"{PREFIX}_last_successful_tick_timestamp_seconds",
+                "Start (Unix time) of the last committed aggregator tick: the rollups reflect "
+                "the source tables as of then.",
+                value=started.timestamp(),
+            )
+        )
+        families.append(
+            GaugeMetricFamily(
+                f"{PREFIX}_rollup_lag_seconds",
+                "Seconds from the start of the last committed aggregator tick to this scrape.",
+                value=max(0.0, (now - started).total_seconds()),
+            )
+        )
+    return families
+
+
+def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metric:
+    family = HistogramMetricFamily(
+        f"{PREFIX}_http_request_duration_seconds",
+        "HTTP request handling time of this service replica, by route template.",
+        labels=["route", "method", "status_class"],
+    )
+    for (route, method, status_class), hist in sorted(http.items()):
+        family.add_metric(
+            [route, method, status_class],
+            _cumulative(HTTP_BUCKETS, list(hist.buckets)),
+            sum_value=hist.total,
+        )
+    return family
+
+
+def families(inputs: ServiceInputs) -> list[Metric]:
+    info = GaugeMetricFamily(
+        f"{PREFIX}_build_info", "Version of this dashboard-metrics service.", labels=["version"]
+    )
+    info.add_metric([inputs.version], 1)
+    up = GaugeMetricFamily(
+        f"{PREFIX}_database_up",
+        "1 when this scrape read the rollup database, 0 when it could not (usage families "
+        "are then left out).",
+        value=1 if inputs.database_up else 0,
+    )
+    cache = CounterMetricFamily(
+        f"{PREFIX}_cache_requests_total",
+        "JSON API cache lookups of this service replica, by result.",
+        labels=["result"],
+    )
+    for result in CACHE_RESULTS:
+        cache.add_metric([result], int(inputs.cache.get(result, 0)))
+    out = [info, up, cache, _http_family(inputs.http)]
+    if inputs.database_up:
+        out += _tick_families(inputs.state, inputs.now)
+    return out

@@ -1,0 +1,205 @@
+"""/metrics on both dialects: oracle totals, monotonic counters through corrections, the
+service's own metrics, promtool, negotiation, gzip, auth and cardinality controls."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from sqlalchemy import select
+
+from aggregator import migrate, state
+from aggregator.catalogue import CATALOGUE
+from aggregator.totals import TOTALS_VERSION, Total, advance, metric_totals
+from tests import oracle
+from tests.harness import Harness
+from tests.test_metrics_helpers import (
+    NS,
+    assert_matches_oracle,
+    delete_usage,
+    expected_samples,
+    parse,
+    populate,
+    scrape,
+    serving,
+    value,
+)
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def promtool(body: str) -> tuple[int, str]:
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_scrape_equals_oracle_totals_and_passes_promtool(h: Harness) -> None:
+    orgs = [h.org(), h.org(), h.org()]
+    populate(h, orgs)
+    h.aggregator.tick()
+    async with serving(h) as client:
+        text = await scrape(client)
+        assert_matches_oracle(parse(text), h)
+        assert promtool(text) == (0, "")
+        assert "_created" not in text
+        response = await client.get("/metrics", headers={"Accept": OPENMETRICS})
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        om = await response.text()
+    assert om.endswith("# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(om)}  # strict OpenMetrics parser
+    assert families[f"{NS}_llm_calls"].type == "counter"
+    assert families[f"{NS}_llm_call_cost_usd"].type == "histogram"
+    # promtool (2.42) lints only the classic text format: it looks for HELP under the counter's
+    # sample name (`x_total`), while OpenMetrics names the family `x`. That is its only finding.
+    code, report = promtool(om)
+    for line in filter(None, report.splitlines()):
+        name, _, problem = line.partition(" ")
+        assert problem == "no help text" and name.endswith("_total"), line
+        assert f"# HELP {name.removesuffix('_total')} " in om, line
+    assert code in (0, 3)
+
+
+async def test_corrections_never_lower_a_counter(h: Harness) -> None:
+    a, b = h.org(), h.org()
+    populate(h, [a, b])
+    h.aggregator.tick()
+    async with serving(h) as client:
+        before = parse(await scrape(client))
+        removed = delete_usage(h, a, 3)
+        assert removed == 3
+        h.clock.advance(minutes=1)
+        h.aggregator.tick(reconcile=True)
+        after = parse(await scrape(client))
+    for key, old in before.items():
+        if key[0].startswith(NS):
+            assert after[key] >= old, (key, old, after[key])
+    # Counters keep what they showed; the corrections family holds what was taken away, and
+    # the difference is exactly the oracle's current total.
+    current = oracle.totals(oracle.events(h.source))
+    for metric in CATALOGUE:
+        name = f"{NS}_{metric.prometheus_name}"
+        shown_name = name if not metric.is_histogram else f"{name}_count"
+        corrections = f"{NS}_{metric.prometheus_name.removesuffix('_total')}_corrections_total"
+        for org in (a, b):
+            shown = value(after, shown_name, organization=org.string_id)
+            fixed = value(after, corrections, organization=org.string_id)
+            assert shown is not None and fixed is not None
+            assert shown == value(before, shown_name, organization=org.string_id)
+            assert shown - fixed == current[(org.string_id, metric.name)].count
+            if org is a and metric.name in {"llm_calls", "llm_usage", "llm_tokens"}:
+                assert fixed == removed
+            if org is b:
+                assert fixed == 0
+
+
+async def test_new_events_raise_counters_by_exactly_their_count(h: Harness) -> None:
+    a = h.org()
+    populate(h, [a])
+    h.aggregator.tick()
+    async with serving(h) as client:
+        before = parse(await scrape(client))
+        h.clock.advance(minutes=1)
+        for _ in range(4):
+            a.usage(h.clock(), reason="challenge", cost=0.02, tokens=900)
+        h.aggregator.tick()
+        after = parse(await scrape(client))
+    org = a.string_id
+    for name, rise in (
+        ("llm_calls_total", 4),
+        ("llm_challenges_total", 4),
+        ("documents_processed_total", 0),
+    ):
+        assert (
+            value(after, f"{NS}_{name}", organization=org)
+            == (value(before, f"{NS}_{name}", organization=org) or 0) + rise
+        )
+    bucket = value(after, f"{NS}_llm_call_cost_usd_bucket", organization=org, le="0.025")
+    assert (
+        bucket
+        == (value(before, f"{NS}_llm_call_cost_usd_bucket", organization=org, le="0.025") or 0) + 4
+    )
+    for item in expected_samples(h):
+        assert value(after, item.name, **item.labels) == pytest.approx(item.value)
+
+
+def test_quiet_ticks_leave_totals_alone_and_only_changed_pairs_move(h: Harness) -> None:
+    a, b = h.org(), h.org()
+    populate(h, [a, b])
+    h.aggregator.tick()
+
+    def snapshot() -> dict[tuple[str, str], object]:
+        with h.rollup.connect() as conn:
+            rows = conn.execute(select(metric_totals))
+            return {(r.organization_id, r.metric_name): r.modified_at for r in rows}
+
+    def version() -> int:
+        with h.rollup.connect() as conn:
+            return int(state.get(conn, TOTALS_VERSION) or 0)
+
+    first, v1 = snapshot(), version()
+    h.clock.advance(minutes=1)
+    h.aggregator.tick()
+    assert (snapshot(), version()) == (first, v1)
+    h.clock.advance(minutes=1)
+    a.usage(h.clock(), reason="summarize")
+    h.aggregator.tick()
+    second = snapshot()
+    assert version() == v1 + 1
+    moved = {pair for pair in second if second[pair] != first[pair]}
+    assert moved == {
+        (a.string_id, name)
+        for name in ("llm_calls", "summarization_calls", "llm_usage", "llm_tokens")
+    }
+
+
+def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
+    a = h.org()
+    populate(h, [a])
+    h.aggregator.tick()
+    with h.rollup.connect() as conn:
+        expected = {
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    metric_totals.c.organization_id,
+                    metric_totals.c.metric_name,
+                    metric_totals.c.total_count,
+                )
+            )
+        }
+    from alembic import command
+
+    config = migrate._config()
+    with h.rollup.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    migrate.upgrade(h.rollup)
+    with h.rollup.connect() as conn:
+        got = {
+            tuple(r)
+            for r in conn.execute(
+                select(
+                    metric_totals.c.organization_id,
+                    metric_totals.c.metric_name,
+                    metric_totals.c.total_count,
+                )
+            )
+        }
+    assert got == expected and len(got) == len(CATALOGUE)
+
+
+def test_histogram_corrections_are_monotonic_per_bucket() -> None:
+    mono, old = Total(10.0, 3, (1, 2, 0)), Total(10.0, 3, (1, 2, 0))
+    # One event moves from the second bucket to the third; another is deleted from the first.
+    new = Total(9.0, 2, (0, 1, 1))
+    grown, corrected = advance(mono, old, new)
+    assert corrected
+    assert grown == Total(10.0, 4, (1, 2, 1))
+    # Later growth adds on top.
+    grown2, corrected2 = advance(grown, new, Total(12.0, 3, (1, 1, 1)))
+    assert grown2 == Total(13.0, 5, (2, 2, 1)) and not corrected2
