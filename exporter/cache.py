@@ -93,7 +93,7 @@ class RedisBackend:
             return
         async with self._client.pipeline(transaction=False) as pipe:
             for key, ttl, value in items:
-                pipe.setex(key, ttl, value)
+                pipe.set(key, value, ex=ttl)  # SETEX
             await pipe.execute()
 
     async def ping(self) -> None:
