@@ -22,12 +22,22 @@ from tests.harness import FakeClock, Harness, Org, utc
 MINUTES_40_DAYS = 40 * 24 * 60
 
 operation = strat.one_of(
-    strat.tuples(strat.just("usage"), strat.integers(0, 2), strat.integers(0, MINUTES_40_DAYS),
-                 strat.sampled_from(["extraction", "challenge", "summarize", "lookup"]),
-                 strat.floats(0, 2, allow_nan=False), strat.integers(0, 200_000)),
-    strat.tuples(strat.just("file"), strat.integers(0, 2), strat.integers(0, MINUTES_40_DAYS),
-                 strat.sampled_from(["COMPLETED", "ERROR", "EXECUTING"]),
-                 strat.sampled_from(["manual", "etl", "task", "api"]), strat.integers(0, 60)),
+    strat.tuples(
+        strat.just("usage"),
+        strat.integers(0, 2),
+        strat.integers(0, MINUTES_40_DAYS),
+        strat.sampled_from(["extraction", "challenge", "summarize", "lookup"]),
+        strat.floats(0, 2, allow_nan=False),
+        strat.integers(0, 200_000),
+    ),
+    strat.tuples(
+        strat.just("file"),
+        strat.integers(0, 2),
+        strat.integers(0, MINUTES_40_DAYS),
+        strat.sampled_from(["COMPLETED", "ERROR", "EXECUTING"]),
+        strat.sampled_from(["manual", "etl", "task", "api"]),
+        strat.integers(0, 60),
+    ),
     strat.tuples(strat.just("complete"), strat.integers(0, 50)),
     strat.tuples(strat.just("delete"), strat.integers(0, 50)),
     strat.tuples(strat.just("tick")),
@@ -54,17 +64,20 @@ class Model:
         elif kind == "file":
             _, org, age, status, how, pages = op
             created = h.clock() - timedelta(minutes=age)
-            file_id = self.orgs[org].file(self.orgs[org].execution(created, kind=how), created,
-                                          status=status)
+            file_id = self.orgs[org].file(
+                self.orgs[org].execution(created, kind=how), created, status=status
+            )
             self.files.append(file_id)
             if pages:
                 self.orgs[org].pages(file_id, created, pages)
         elif kind == "complete" and self.files:
             file_id = self.files[op[1] % len(self.files)]
             with h.source.begin() as conn:
-                conn.execute(update(st.workflow_file_execution)
-                             .where(st.workflow_file_execution.c.id == file_id)
-                             .values(status="COMPLETED", modified_at=h.clock()))
+                conn.execute(
+                    update(st.workflow_file_execution)
+                    .where(st.workflow_file_execution.c.id == file_id)
+                    .values(status="COMPLETED", modified_at=h.clock())
+                )
         elif kind == "delete" and self.deletable:
             table, row, created = self.deletable.pop(op[1] % len(self.deletable))
             with h.source.begin() as conn:
@@ -94,10 +107,15 @@ def fresh_harness(template: Settings) -> Harness:
     return Harness(db, FakeClock(utc(2026, 6, 30, 22, 10)))
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(ops=strat.lists(operation, min_size=1, max_size=30))
-def test_random_histories_match_the_oracle(db_settings: Settings, ops: list[tuple[Any, ...]]) -> None:
+def test_random_histories_match_the_oracle(
+    db_settings: Settings, ops: list[tuple[Any, ...]]
+) -> None:
     h = fresh_harness(db_settings)
     try:
         model = Model(h, [h.org() for _ in range(3)])
