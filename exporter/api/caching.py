@@ -40,9 +40,9 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _bucket_key(generation: int, org: str, hour: datetime, flt: MetricFilter) -> str:
+def _bucket_keys(generation: int, org: str, hours: list[datetime], flt: MetricFilter) -> list[str]:
     tail = json.dumps([org, *flt.parts()], separators=(",", ":"))
-    return f"{PREFIX}:{generation}:hour:{hour:%Y-%m-%dT%H}:{tail}"
+    return [f"{PREFIX}:{generation}:hour:{hour.isoformat()[:13]}:{tail}" for hour in hours]
 
 
 async def hourly_cells(
@@ -52,7 +52,7 @@ async def hourly_cells(
     if not hours:
         return []
     generation = await api.generation()
-    keys = [_bucket_key(generation, org, hour, flt) for hour in hours]
+    keys = _bucket_keys(generation, org, hours, flt)
     cached = [None] * len(keys) if refresh else await api.cache.mget(keys)
     cells: list[Cell] = []
     missing: list[int] = []
