@@ -50,8 +50,12 @@ class Coverage:
             daily_from = max(daily_from, daily_deleted_before)
         return cls(hourly_from, daily_from, frozenset(untrusted))
 
+    def hour_retained(self, hour: datetime) -> bool:
+        return hour >= self.hourly_from
+
     def hour_covered(self, hour: datetime) -> bool:
-        return hour >= self.hourly_from and hour.date() not in self.untrusted_hour_days
+        """Retained and trusted: its stored row is what its day and month have absorbed."""
+        return self.hour_retained(hour) and hour.date() not in self.untrusted_hour_days
 
     def day_covered(self, day: date) -> bool:
         return day >= self.daily_from
@@ -74,6 +78,8 @@ class Plan:
                 plan.hours.add(hour)
             else:
                 plan.days.add(day)
+                if coverage.hour_retained(hour):  # refresh the row; its day is recomputed whole
+                    plan.hours.add(hour)
         return plan
 
     def __bool__(self) -> bool:
