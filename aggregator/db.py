@@ -57,14 +57,16 @@ def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def source_engine(settings: Settings) -> Engine:
+def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
+    """The Unstract source database. ``interactive`` engines (the live API endpoints) run every
+    statement under the statement timeout; the aggregator's long scans do not."""
     url = normalize_url(settings.source_url)
     translate = {SOURCE_SCHEMA: settings.effective_source_schema}
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, **_prepare_sqlite(url))
         _sqlite_pragmas(engine, immediate=False)
     else:
-        timeout_ms = int(settings.statement_timeout_seconds * 1000)
+        timeout_ms = int(settings.statement_timeout_seconds * 1000) if interactive else 0
         engine = create_engine(
             url,
             pool_pre_ping=True,

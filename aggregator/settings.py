@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ class Settings:
     cache_enabled: bool = True  # false: the JSON API reads the database on every request
     cache_ttl_current_bucket: int = 60  # seconds; the hour bucket holding "now" (and later ones)
     cache_ttl_historical: int = 28800  # seconds; older hour buckets
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def rollup_url(self) -> str:
@@ -99,8 +98,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for name in _FIELD_TYPES:
-        if name == "extra":
-            continue
         raw = environ.get(f"{ENV_PREFIX}{name.upper()}")
         if raw is not None:
             values[name] = _coerce(name, raw)

@@ -68,7 +68,7 @@ def create_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ROLLUP] = rollup or rollup_engine(settings, writer=False)
-    app[SOURCE] = source or source_engine(settings)
+    app[SOURCE] = source or source_engine(settings, interactive=True)
     app[STATS] = ServiceStats()
     owned = [
         engine for engine, given in ((app[ROLLUP], rollup), (app[SOURCE], source)) if not given

@@ -99,7 +99,7 @@ def up(settings: Settings) -> int:
     stop = threading.Event()
     daemon = Daemon(aggregator, stop)
     thread = daemon.run_in_thread()
-    app = create_app(settings, rollup=rollup_engine(settings, writer=False), source=source)
+    app = create_app(settings, rollup=rollup_engine(settings, writer=False))
     print("dashboard-metrics is up (Ctrl-C stops it):", flush=True)
     for url in urls(settings):
         print(f"  {url}", flush=True)
