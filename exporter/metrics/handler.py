@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +24,7 @@ from exporter.dbcall import run_db
 from exporter.keys import CLOCK, ROLLUP, SETTINGS
 from exporter.metrics import service
 from exporter.metrics.config import MetricsConfig
-from exporter.metrics.usage import UsageCache
+from exporter.metrics.usage import Built, FamiliesCollector, UsageCache
 from exporter.stats import STATS
 
 log = logging.getLogger("dashboard_metrics.metrics")
@@ -51,7 +50,7 @@ class Snapshot:
 
     up: bool
     state: dict[str, Any] = field(default_factory=dict)
-    usage: tuple[Metric, ...] = ()
+    usage: Built | None = None
 
 
 def read_snapshot(engine: Engine, config: MetricsConfig, cache: UsageCache) -> Snapshot:
@@ -64,18 +63,8 @@ def read_snapshot(engine: Engine, config: MetricsConfig, cache: UsageCache) -> S
             )
         )
         values = {key: json.loads(value) for key, value in rows}
-        usage = cache.families(conn, int(values.get(TOTALS_VERSION) or 0), config)
+        usage = cache.get(conn, int(values.get(TOTALS_VERSION) or 0), config)
     return Snapshot(True, values, usage)
-
-
-class ScrapeCollector:
-    """A prometheus_client collector holding one scrape's fresh families."""
-
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
 
 
 def db_timeout(request: web.Request) -> float:
@@ -105,9 +94,13 @@ def _why(exc: BaseException) -> str:
     return first_line(exc)
 
 
-def render(families: list[Metric], accept: str, gzip_ok: bool) -> tuple[bytes, str, bool]:
+def render(
+    usage: Built | None, families: list[Metric], accept: str, gzip_ok: bool
+) -> tuple[bytes, str, bool]:
     encoder, content_type = choose_encoder(accept)
-    body = encoder(ScrapeCollector(families))
+    body = encoder(FamiliesCollector(families))
+    if usage is not None:
+        body = usage.render(encoder, content_type) + body
     if gzip_ok:
         return gzip.compress(body, compresslevel=GZIP_LEVEL), content_type, True
     return body, content_type, False
@@ -134,11 +127,13 @@ async def metrics(request: web.Request) -> web.Response:
         now=app[CLOCK](),
         version=config.version,
     )
-    families = [*snap.usage, *service.families(inputs)]
+    families = service.families(inputs)
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
     gzip_ok = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     # Rendering tens of thousands of samples is CPU work: keep the event loop free.
-    body, content_type, gzipped = await asyncio.to_thread(render, families, accept, gzip_ok)
+    body, content_type, gzipped = await asyncio.to_thread(
+        render, snap.usage, families, accept, gzip_ok
+    )
     response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
     response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
     if gzipped:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -98,45 +100,75 @@ def build(rows: Iterable[TotalsRow], config: MetricsConfig) -> tuple[Metric, ...
     families: list[Metric] = []
     for metric in CATALOGUE:
         series = sorted(by_metric.get(metric.name, ()))
-        corrections = CounterMetricFamily(
-            corrections_name(ns, metric), _corrections_help(ns, metric), labels=["organization"]
-        )
         if metric.is_histogram:
-            family: Metric = _histogram(ns, metric, series)
+            family = _histogram(ns, metric, series)
         else:
-            counter = CounterMetricFamily(
-                family_name(ns, metric), _help(ns, metric), labels=["organization"]
-            )
-            for org, _name, _value, count, _buckets, _true in series:
-                counter.add_metric([org], int(count))
-            family = counter
-        for org, _name, _value, count, _buckets, true_count in series:
-            corrections.add_metric([org], max(0, int(count) - int(true_count)))
+            family = CounterMetricFamily(family_name(ns, metric), _help(ns, metric))
+            total = f"{family.name}_total"
+            # Samples appended directly: add_metric's per-call work dominated large scrapes.
+            family.samples = [Sample(total, {"organization": r[0]}, float(r[3])) for r in series]
+        corrections = CounterMetricFamily(
+            corrections_name(ns, metric), _corrections_help(ns, metric)
+        )
+        fixed = f"{corrections.name}_total"
+        corrections.samples = [
+            Sample(fixed, {"organization": r[0]}, float(max(0, r[3] - r[5]))) for r in series
+        ]
         families += [family, corrections]
     return tuple(families)
 
 
 def _histogram(ns: str, metric: CatalogueMetric, series: Sequence[TotalsRow]) -> Metric:
-    family = HistogramMetricFamily(
-        family_name(ns, metric), _help(ns, metric), labels=["organization"]
-    )
+    family = HistogramMetricFamily(family_name(ns, metric), _help(ns, metric))
     bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
+    bucket, count_name, sum_name = (f"{family.name}_{part}" for part in ("bucket", "count", "sum"))
+    samples = family.samples
     for org, _name, value, _count, raw, _true in series:
         per_bucket = json.loads(raw) if raw else []
         if len(per_bucket) != len(bounds):
             continue  # stored with another bucket layout: not expressible with these bounds
-        cumulative, running = [], 0
-        for bound, count in zip(bounds, per_bucket, strict=True):
-            running += int(count)
-            cumulative.append((bound, running))
-        family.add_metric([org], cumulative, sum_value=float(value))
+        running = 0
+        for bound, in_bucket in zip(bounds, per_bucket, strict=True):
+            running += in_bucket
+            samples.append(Sample(bucket, {"organization": org, "le": bound}, float(running)))
+        samples.append(Sample(count_name, {"organization": org}, float(running)))
+        samples.append(Sample(sum_name, {"organization": org}, value))
     return family
+
+
+EOF_LINE = b"# EOF\n"
 
 
 @dataclass(frozen=True)
 class Built:
+    """The usage families of one totals version and their renderings by content type.
+
+    Rendering tens of thousands of samples costs as much as everything else in a scrape
+    together, and between two ticks every scrape would render the same bytes.
+    """
+
     version: int
     families: tuple[Metric, ...]
+    rendered: dict[str, bytes] = field(default_factory=dict)
+
+    def render(self, encoder: Callable[[Any], bytes], content_type: str) -> bytes:
+        body = self.rendered.get(content_type)
+        if body is None:
+            body = encoder(FamiliesCollector(self.families))
+            # OpenMetrics ends with "# EOF": the service families follow, then the marker.
+            body = body.removesuffix(EOF_LINE)
+            self.rendered[content_type] = body
+        return body
+
+
+class FamiliesCollector:
+    """A prometheus_client custom collector over families built for a scrape."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
 
 
 class UsageCache:
@@ -146,12 +178,12 @@ class UsageCache:
         self._lock = threading.Lock()
         self._built: Built | None = None
 
-    def families(self, conn: Connection, version: int, config: MetricsConfig) -> tuple[Metric, ...]:
+    def get(self, conn: Connection, version: int, config: MetricsConfig) -> Built:
         with self._lock:
             built = self._built
         if built is not None and built.version == version:
-            return built.families
-        families = build(read_rows(conn, config.allowlist), config)
+            return built
+        built = Built(version, build(read_rows(conn, config.allowlist), config))
         with self._lock:
-            self._built = Built(version, families)
-        return families
+            self._built = built
+        return built
