@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 
 import pytest
 
+from aggregator import state
 from aggregator.settings import ConfigError
 from exporter.metrics.config import MetricsConfig
 from tests.harness import Harness
@@ -127,3 +129,28 @@ async def test_allowlist_top_n_and_namespace(h: Harness) -> None:
         busier.string_id,
     }
     assert orgs(samples, "acme_llm_call_cost_usd_count") == orgs(samples, "acme_llm_calls_total")
+
+
+async def test_concurrent_scrapes_and_replicas_agree(h: Harness) -> None:
+    a, b = h.org(), h.org()
+    populate(h, [a, b])
+    h.aggregator.tick()
+    with h.rollup.begin() as conn:  # as if another aggregator process had failed twice
+        state.put(conn, {state.TICK_FAILURES_TOTAL: 2}, h.clock())
+
+    def usage(text: str) -> Samples:
+        return {k: v for k, v in parse(text).items() if k[0].startswith(NS)}
+
+    async with serving(h) as one, serving(h) as two:
+        texts = await asyncio.gather(*(scrape(c) for c in (one, two) for _ in range(4)))
+        first = usage(texts[0])
+        assert first and all(usage(text) == first for text in texts)
+        assert value(parse(texts[-1]), f"{P}_tick_failures_total") == 2
+        # A tick moves both replicas to the same new values.
+        h.clock.advance(minutes=1)
+        a.usage(h.clock())
+        h.aggregator.tick()
+        moved = [usage(await scrape(c)) for c in (one, two)]
+    assert moved[0] == moved[1] != first
+    key = (f"{NS}_llm_calls_total", (("organization", a.string_id),))
+    assert moved[0][key] == first[key] + 1
