@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,6 +97,9 @@ class Daemon:
         self.scheduler = schedule.Scheduler()
         self.failures = 0
         self.ticks = 0
+        self.role = "starting"
+        self.last_success: float | None = None  # time.monotonic() of the last good tick
+        self.last_error = ""
 
     def safe_tick(self) -> None:
         """One tick; a failure is logged and counted, and the next tick retries."""
@@ -106,15 +110,19 @@ class Daemon:
         try:
             self.aggregator.tick()
             self.ticks += 1
+            self.last_success = time.monotonic()
+            self.last_error = ""
         except SQLAlchemyError as exc:
             self.failures += 1
             self.aggregator.pending_failures += 1
+            self.last_error = first_line(exc)
             log.error(
                 "tick failed",
                 extra={"fields": {"error": first_line(exc), "failures": self.failures}},
             )
         except Exception as exc:  # a bug must not kill the daemon; it is logged and counted
             self.failures += 1
+            self.last_error = repr(exc)
             self.aggregator.pending_failures += 1
             log.exception("tick failed", extra={"fields": {"error": repr(exc)}})
 
@@ -123,10 +131,12 @@ class Daemon:
         while not self.stop.is_set():
             try:
                 if self.leader.try_acquire():
+                    self.role = "leader"
                     log.info("leader: this aggregator is the active writer")
                     return True
             except SQLAlchemyError as exc:
                 log.error("leader lock unavailable", extra={"fields": {"error": first_line(exc)}})
+            self.role = "standby"
             if not announced:
                 log.info("standby: another aggregator is active; waiting")
                 announced = True

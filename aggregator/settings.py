@@ -34,6 +34,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     allow_unauthenticated: bool = False
+    health_port: int = 0  # `aggregate`: serve /healthz and /readyz on this port (0: off)
     tick_seconds: float = 60.0
     change_overlap_seconds: float = 300.0
     reconcile_days: int = 7
@@ -143,6 +144,8 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(
             f"{ENV_PREFIX}HOURLY_RETENTION_DAYS must not exceed {ENV_PREFIX}DAILY_RETENTION_DAYS"
         )
+    if not 0 <= settings.health_port <= 65535:
+        raise ConfigError(f"{ENV_PREFIX}HEALTH_PORT: must be 0-65535, got {settings.health_port}")
     if not 1 <= settings.port <= 65535:
         raise ConfigError(f"{ENV_PREFIX}PORT: must be 1-65535, got {settings.port}")
     for name in ("reconcile_at", "hourly_cleanup_at", "daily_cleanup_at"):

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --once: also reconcile the last RECONCILE_DAYS days",
     )
     aggregate.add_argument("--tick-seconds", type=float, help="tick interval (default 60)")
+    aggregate.add_argument(
+        "--health-port",
+        type=int,
+        help="serve /healthz and /readyz for probes on this port (default off)",
+    )
 
     backfill = command("backfill", "recompute whole UTC days and whole months from the source")
     backfill.add_argument(
@@ -191,6 +196,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
             "redis_url",
             "allow_unauthenticated",
             "tick_seconds",
+            "health_port",
         )
     }
     return from_env().with_overrides(**overrides)
@@ -238,7 +244,17 @@ def cmd_aggregate(settings: Settings, args: argparse.Namespace) -> int:
     stop = threading.Event()
     _stop_on_signals(stop)
     log.info("aggregator starting", extra={"fields": describe(settings)})
-    Daemon(aggregator, stop).run()
+    daemon = Daemon(aggregator, stop)
+    server = None
+    if settings.health_port:
+        from aggregator import healthserver
+
+        server = healthserver.start(daemon, settings.host, settings.health_port)
+    try:
+        daemon.run()
+    finally:
+        if server is not None:
+            server.shutdown()
     return 0
 
 

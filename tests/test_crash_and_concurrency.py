@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -13,6 +16,17 @@ from aggregator.settings import Settings
 from aggregator.timeutil import utcnow
 from tests.harness import FakeClock, Harness
 from tests.processes import LineReader, eventually, run, start, wait_for
+from tests.test_up import free_port
+
+
+def probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())["role"]
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())["role"]
+    except OSError:
+        return 0, ""
 
 
 def _history(h: Harness, rng: random.Random, rows: int) -> None:
@@ -63,15 +77,22 @@ def test_ticks_killed_at_random_points_leave_every_tier_exact(live: Harness) -> 
 def test_two_aggregators_one_active_one_standby_no_double_counting(live: Harness) -> None:
     rng = random.Random(5)
     _history(live, rng, 20)
-    first = start(live.settings, "aggregate", "--tick-seconds", "1")
-    second = start(live.settings, "aggregate", "--tick-seconds", "1")
+    ports = [free_port(), free_port()]
+    first = start(live.settings, "aggregate", "--tick-seconds", "1", "--health-port", str(ports[0]))
+    second = start(
+        live.settings, "aggregate", "--tick-seconds", "1", "--health-port", str(ports[1])
+    )
     logs = {p: LineReader(p.stderr) for p in (first, second)}  # type: ignore[arg-type]
+    health = dict(zip((first, second), ports, strict=True))
     try:
         wait_for(lambda: all("leader" in r.text() or "standby" in r.text() for r in logs.values()))
         leaders = [p for p, r in logs.items() if "leader" in r.text()]
         assert len(leaders) == 1, {p.pid: r.text()[-500:] for p, r in logs.items()}
         leader = leaders[0]
         standby = second if leader is first else first
+        wait_for(lambda: probe(health[leader], "/readyz") == (200, "leader"))
+        assert probe(health[standby], "/readyz") == (200, "standby")
+        assert probe(health[standby], "/healthz") == (200, "standby")
 
         def settled() -> None:
             live.clock.now = utcnow()

@@ -167,6 +167,12 @@ def test_kubernetes_manifests(routes: set[str]) -> None:
                     command = container[probe]["exec"]["command"]
                     assert command[0] == "dashboard-metrics"
                     assert_command(command[1:])
+    worker = aggregate["containers"][0]
+    assert worker["args"][worker["args"].index("--health-port") + 1] == str(
+        worker["ports"][0]["containerPort"]
+    )
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert worker[probe]["httpGet"] == {"path": path, "port": worker["ports"][0]["name"]}
     container = serve["containers"][0]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

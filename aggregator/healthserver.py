@@ -1,0 +1,55 @@
+"""A tiny HTTP health endpoint for `aggregate` (probes for Kubernetes and systemd watchdogs).
+
+/healthz: the daemon loop is alive. /readyz: this process is a standby waiting on the lock, or
+the active writer whose last tick succeeded recently; 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aggregator.daemon import Daemon
+
+
+def status(daemon: Daemon) -> tuple[int, dict[str, Any]]:
+    stale_after = 3 * daemon.aggregator.settings.tick_seconds + 60
+    age = None if daemon.last_success is None else time.monotonic() - daemon.last_success
+    ready = daemon.role == "standby" or (age is not None and age <= stale_after)
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "unavailable",
+        "role": daemon.role,
+        "seconds_since_last_successful_tick": None if age is None else round(age, 3),
+        "failures": daemon.failures,
+    }
+    if daemon.last_error:
+        body["last_error"] = daemon.last_error
+    return (200 if ready else 503), body
+
+
+def start(daemon: Daemon, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                code, body = 200, {"status": "ok", "role": daemon.role}
+            elif self.path == "/readyz":
+                code, body = status(daemon)
+            else:
+                code, body = 404, {"status": "not found"}
+            payload = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # probes every few seconds would drown the logs
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=server.serve_forever, name="aggregate-health", daemon=True).start()
+    return server
