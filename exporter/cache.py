@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
 from aiohttp import web
@@ -103,6 +103,70 @@ class RedisBackend:
         await self._client.aclose()
 
 
+class BodyCache:
+    """In-process layer in front of the backend: final response bodies (bytes) by key.
+
+    Every entry belongs to one aggregator generation. Seeing a newer generation empties the
+    layer at once, so nothing cached before a tick is served after its generation is known;
+    an older generation (a lagging read) neither hits nor stores. Entries also expire (the
+    anchor's TTL policy) and the layer is bounded in bytes (least recently used go first).
+    """
+
+    def __init__(
+        self,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_entry_bytes: int = 4 * 1024 * 1024,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._data: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+        self._generation = -1
+        self._bytes = 0
+        self._max = max_bytes
+        self._max_entry = max_entry_bytes
+        self._monotonic = monotonic
+
+    def _at(self, generation: int) -> bool:
+        """Whether ``generation`` is the layer's current one (after emptying it if newer)."""
+        if generation != self._generation:
+            if generation < self._generation:
+                return False
+            self.clear()
+            self._generation = generation
+        return True
+
+    def get(self, generation: int, key: Hashable) -> bytes | None:
+        if not self._at(generation):
+            return None
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self._monotonic():
+            self._drop(key)
+            return None
+        self._data.move_to_end(key)
+        return entry[1]
+
+    def put(self, generation: int, key: Hashable, ttl: float, body: bytes) -> None:
+        if len(body) > self._max_entry or not self._at(generation):
+            return
+        if key in self._data:
+            self._drop(key)
+        self._data[key] = (self._monotonic() + ttl, body)
+        self._bytes += len(body)
+        while self._bytes > self._max:
+            self._drop(next(iter(self._data)))
+
+    def _drop(self, key: Hashable) -> None:
+        self._bytes -= len(self._data.pop(key)[1])
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 class ResilientCache:
     def __init__(
         self,
@@ -120,6 +184,7 @@ class ResilientCache:
         self._monotonic = monotonic
         self._down_until: float | None = None
         self.last_error: str | None = None
+        self.bodies = BodyCache(monotonic=monotonic)
 
     @property
     def available(self) -> bool:
@@ -174,6 +239,19 @@ class ResilientCache:
             return
         self._recovered()
 
+    def body(self, generation: int, key: Hashable) -> bytes | None:
+        """A final response body from the in-process layer (None: compute it)."""
+        if not self.enabled:
+            return None
+        body = self.bodies.get(generation, key)
+        if body is not None:
+            self.stats.cache_request("hit")
+        return body
+
+    def keep_body(self, generation: int, key: Hashable, ttl: float, body: bytes) -> None:
+        if self.enabled:
+            self.bodies.put(generation, key, ttl, body)
+
     async def check(self) -> dict[str, str]:
         """Readiness: ok, disabled, or degraded (the service still answers from the DB)."""
         if not self.enabled:
@@ -187,6 +265,7 @@ class ResilientCache:
         return {"status": "ok", "backend": self.backend.name}
 
     async def close(self) -> None:
+        self.bodies.clear()
         try:
             await self.backend.close()
         except Exception as exc:  # closing a broken connection must not fail shutdown

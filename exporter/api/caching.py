@@ -46,12 +46,17 @@ def _bucket_keys(generation: int, org: str, hours: list[datetime], flt: MetricFi
 
 
 async def hourly_cells(
-    api: Api, org: str, flt: MetricFilter, start: datetime, end: datetime, refresh: bool
+    api: Api,
+    org: str,
+    flt: MetricFilter,
+    start: datetime,
+    end: datetime,
+    refresh: bool,
+    generation: int,
 ) -> list[Cell]:
     hours = list(hours_between(start, end))
     if not hours:
         return []
-    generation = await api.generation()
     keys = _bucket_keys(generation, org, hours, flt)
     cached = [None] * len(keys) if refresh else await api.cache.mget(keys)
     cells: list[Cell] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,11 @@ def _read_state(engine: Engine) -> dict[str, Any]:
         return state.get_all(conn)
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class Api:
     settings: Settings
@@ -37,13 +43,26 @@ class Api:
     state_ttl: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
     _state: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+    _reading: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
 
     async def aggregator_state(self) -> dict[str, Any]:
         now = self.monotonic()
-        if self._state is None or now - self._state[0] >= self.state_ttl:
-            values = await run_db(lambda: _read_state(self.rollup))
-            self._state = (now, values)
-        return self._state[1]
+        if self._state is not None and now - self._state[0] < self.state_ttl:
+            return self._state[1]
+        if self._reading is not None and self.state_ttl > 0:
+            # One read at a time: concurrent requests share the one already under way (it
+            # began after the cached state expired, within the same staleness bound).
+            return await asyncio.shield(self._reading)
+        reading = asyncio.ensure_future(run_db(lambda: _read_state(self.rollup)))
+        reading.add_done_callback(_retrieve)  # a failure nobody awaits any more is not logged
+        self._reading = reading
+        try:
+            values = await asyncio.shield(reading)
+        finally:
+            if self._reading is reading:
+                self._reading = None
+        self._state = (now, values)
+        return values
 
     async def generation(self) -> int:
         return int((await self.aggregator_state()).get(state.GENERATION) or 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from aggregator.rollup_tables import HOURLY
+from aggregator.timeutil import hour_start
 from exporter.api import caching, shape
 from exporter.api.context import Api
 from exporter.api.errors import invalid
@@ -31,12 +33,19 @@ ROW_NAMESPACE = uuid.UUID("5d0c3f8e-8a34-4a53-9d0b-2f1a3f6f6d10")
 
 
 async def _cells(
-    api: Api, org: str, flt: MetricFilter, rng: DateRange, plan: Plan, refresh: bool
+    api: Api,
+    org: str,
+    flt: MetricFilter,
+    plan: Plan,
+    refresh: bool,
+    generation: int | None = None,
 ) -> list[Cell]:
     if plan.only_hours:
+        if generation is None:
+            generation = await api.generation()
         cells: list[Cell] = []
         for start, end in plan.hours:
-            cells += await caching.hourly_cells(api, org, flt, start, end, refresh)
+            cells += await caching.hourly_cells(api, org, flt, start, end, refresh, generation)
         return cells
 
     def read() -> list[Cell]:
@@ -55,45 +64,64 @@ async def _plan(
     return rng, choose(rng, source, granularity, await api.coverage(now))
 
 
-async def summary(request: web.Request, api: Api, org: str) -> web.Response:
+async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> web.Response:
+    """summary/ and series/. The body after start_date/end_date is kept in-process per
+    (endpoint, organization, filter, granularity, time zone, plan, generation); a hit formats
+    only the echoed bounds. Byte for byte what ``web.json_response`` of the whole dict gives.
+    """
     query = request.query
     flt = parse_filter(query)
     refresh = parse_bool(query, "refresh")
-    rng, plan = await _plan(api, query, 30, None)
-    cells = await _cells(api, org, flt, rng, plan, refresh)
-    return web.json_response(
-        {
-            "start_date": rng.start.isoformat(),
-            "end_date": rng.end.isoformat(),
-            "source": plan.source,
-            "summary": shape.summary(cells, plan.source, rng.tz),
-        }
+    granularity = (
+        parse_choice(query, "granularity", GRANULARITIES, "day") if endpoint == "series" else None
     )
+    rng, plan = await _plan(api, query, 30, granularity)
+    generation = await api.generation()
+    key = (
+        endpoint,
+        org,
+        flt,
+        granularity,
+        rng.tz,
+        plan.source,
+        tuple(plan.hours),
+        tuple(plan.days),
+        tuple(plan.months),
+    )
+    head = f'{{"start_date": "{rng.start.isoformat()}", "end_date": "{rng.end.isoformat()}", '
+    tail = None if refresh else api.cache.body(generation, key)
+    if tail is None:
+        cells = await _cells(api, org, flt, plan, refresh, generation)
+        rest: dict[str, Any]
+        if granularity is None:
+            rest = {"source": plan.source, "summary": shape.summary(cells, plan.source, rng.tz)}
+        else:
+            rest = {
+                "granularity": granularity,
+                "source": plan.source,
+                "series": shape.series(cells, granularity, rng.tz),
+            }
+        tail = json.dumps(rest).encode()[1:]  # without its "{"
+        current = rng.end_hour > hour_start(api.clock())
+        settings = api.settings
+        ttl = settings.cache_ttl_current_bucket if current else settings.cache_ttl_historical
+        api.cache.keep_body(generation, key, ttl, tail)
+    return web.Response(body=head.encode() + tail, content_type="application/json", charset="utf-8")
+
+
+async def summary(request: web.Request, api: Api, org: str) -> web.Response:
+    return await _shaped(request, api, org, "summary")
 
 
 async def series(request: web.Request, api: Api, org: str) -> web.Response:
-    query = request.query
-    flt = parse_filter(query)
-    refresh = parse_bool(query, "refresh")
-    granularity = parse_choice(query, "granularity", GRANULARITIES, "day")
-    rng, plan = await _plan(api, query, 30, granularity)
-    cells = await _cells(api, org, flt, rng, plan, refresh)
-    return web.json_response(
-        {
-            "start_date": rng.start.isoformat(),
-            "end_date": rng.end.isoformat(),
-            "granularity": granularity,
-            "source": plan.source,
-            "series": shape.series(cells, granularity, rng.tz),
-        }
-    )
+    return await _shaped(request, api, org, "series")
 
 
 async def overview(request: web.Request, api: Api, org: str) -> web.Response:
     async def compute() -> dict[str, Any]:
         rng, plan = await _plan(api, request.query, 7, "day")
         flt = MetricFilter(None, None, None)
-        cells = await _cells(api, org, flt, rng, plan, refresh=True)
+        cells = await _cells(api, org, flt, plan, refresh=True)
         totals, trend = shape.overview(cells, rng.tz)
         return {
             "period": {

@@ -1,0 +1,123 @@
+"""The in-process layer of final summary/ and series/ bodies: bytes identical to a freshly
+computed answer, per-request bounds, refresh, generation changes, bounds and expiry; and the
+shared read of the aggregator state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from exporter.api import context
+from exporter.api.context import API
+from exporter.cache import CACHE, BodyCache
+from exporter.stats import STATS
+from tests.harness import Harness, utc
+from tests.test_api_support import client, seed
+
+PATHS = [
+    "summary/?start_date=2026-03-12T03:00:00Z",
+    "series/?start_date=2026-03-12T03:00:00Z&granularity=hour",
+    "series/?start_date=2026-02-01&end_date=2026-03-01&granularity=day",  # daily tier
+    "summary/?start_date=2026-03-10&tz=Europe/Berlin&project=default",
+]
+
+
+async def get(c: Any, org: str, path: str) -> tuple[bytes, dict[str, Any]]:
+    response = await c.get(f"/api/v1/unstract/{org}/metrics/{path}")
+    assert response.status == 200, await response.text()
+    assert response.content_type == "application/json"
+    body = await response.read()
+    return body, json.loads(body)
+
+
+async def test_hits_are_the_bytes_json_response_gives_and_echo_each_requests_bounds(
+    h: Harness,
+) -> None:
+    org = seed(h, events=15)[0].string_id
+    async with client(h) as c:
+        cache = c.server.app[CACHE]
+        for path in PATHS:
+            first, data = await get(c, org, path)
+            assert first == json.dumps(data).encode()  # web.json_response's encoding
+            hits = c.server.app[STATS].cache["hit"]
+            h.clock.advance(minutes=5)  # the same hours: a hit, but end_date is now's
+            second, again = await get(c, org, path)
+            assert c.server.app[STATS].cache["hit"] == hits + 1
+            assert second == json.dumps(again).encode()
+            if "end_date" not in path:
+                assert again["end_date"] != data["end_date"]
+            assert {k: v for k, v in again.items() if k != "end_date"} == {
+                k: v for k, v in data.items() if k != "end_date"
+            }
+        assert len(cache.bodies) == len(PATHS)
+
+
+async def test_refresh_and_a_new_generation_bypass_the_layer(h: Harness) -> None:
+    org = seed(h, events=15)[0]
+    path = PATHS[0]
+    async with client(h) as c:
+        stats = c.server.app[STATS]
+        before, _ = await get(c, org.string_id, path)
+        hits = stats.cache["hit"]
+        await get(c, org.string_id, path + "&refresh=true")
+        assert stats.cache["hit"] == hits  # neither layer was read
+
+        when = utc(2026, 3, 13, 4, 10)
+        execution = org.execution(when, kind="api")
+        org.pages(org.file(execution, when), when, 5)
+        org.usage(when, cost=0.5, tokens=100)
+        h.clock.advance(seconds=1)
+        h.aggregator.tick()
+        after, _ = await get(c, org.string_id, path)
+        assert after != before
+
+
+async def test_cache_disabled_keeps_no_bodies(h: Harness) -> None:
+    org = seed(h, events=10)[0].string_id
+    async with client(h, cache_enabled=False) as c:
+        await get(c, org, PATHS[0])
+        await get(c, org, PATHS[0])
+        assert len(c.server.app[CACHE].bodies) == 0
+        assert c.server.app[STATS].cache["hit"] == 0
+
+
+async def test_concurrent_requests_share_one_state_read(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = []
+    real = context._read_state
+
+    def counting(engine: Any) -> dict[str, Any]:
+        reads.append(1)
+        return real(engine)
+
+    monkeypatch.setattr(context, "_read_state", counting)
+    async with client(h) as c:
+        api = c.server.app[API]
+        api.state_ttl = 60.0
+        generations = await asyncio.gather(*(api.generation() for _ in range(20)))
+        assert len(set(generations)) == 1
+        assert len(reads) == 1
+
+
+def test_body_cache_generations_expiry_and_bounds() -> None:
+    now = [0.0]
+    cache = BodyCache(max_bytes=10, max_entry_bytes=6, monotonic=lambda: now[0])
+    cache.put(1, "a", 60, b"aaaa")
+    assert cache.get(1, "a") == b"aaaa"
+    assert cache.get(0, "a") is None  # a lagging generation never hits...
+    cache.put(0, "b", 60, b"bb")
+    assert cache.get(1, "b") is None  # ...nor stores
+    cache.put(1, "big", 60, b"1234567")  # larger than one entry may be
+    assert cache.get(1, "big") is None
+    cache.put(1, "c", 60, b"cccc")
+    cache.get(1, "a")  # "a" is now the most recently used
+    cache.put(1, "d", 60, b"dddd")  # over 10 bytes: the least recently used ("c") goes
+    assert (cache.get(1, "a"), cache.get(1, "c"), cache.get(1, "d")) == (b"aaaa", None, b"dddd")
+    now[0] = 61.0
+    assert cache.get(1, "a") is None  # expired
+    cache.put(1, "e", 60, b"e")
+    assert cache.get(2, "e") is None and len(cache) == 0  # a newer generation empties it
