@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
+import multiprocessing.process
 import socket
 import statistics
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientSession, TCPConnector, web
@@ -85,43 +88,7 @@ def app_for(settings: Settings) -> web.Application:
     )
 
 
-async def warm(args: argparse.Namespace) -> None:
-    settings = Settings(database_url=args.url, redis_url=args.redis_url)
-    org = first_org(settings)
-    runner, base = await start(app_for(settings))
-    paths = {
-        "summary": f"/api/v1/unstract/{org}/metrics/summary/?source=hourly&start_date=-",
-        "series": f"/api/v1/unstract/{org}/metrics/series/?source=hourly&granularity=hour",
-    }
-    try:
-        async with ClientSession() as session:
-            for name, path in paths.items():
-                path = path.replace("&start_date=-", "")
-                days = args.days
-                url = f"{base}{path}&start_date={_ago(days)}"
-                async with session.get(url) as response:  # warms the cache
-                    body = await response.read()
-                    assert response.status == 200, body[:300]
-                bare_runner, bare = await start(_bare(body))
-                try:
-                    await load(url, 200)
-                    await load(bare + "/", 200)
-                    rps, errors, _ = await load(url, args.requests)
-                    bare_rps, bare_errors, _ = await load(bare + "/", args.requests)
-                finally:
-                    await bare_runner.cleanup()
-                print(
-                    f"warm {name:8s} {days}d hourly, {len(body)} bytes: {rps:8.0f} req/s "
-                    f"(errors {errors}); bare handler {bare_rps:8.0f} req/s (errors "
-                    f"{bare_errors}); ratio {rps / bare_rps:.2f}"
-                )
-    finally:
-        await runner.cleanup()
-
-
 def _ago(days: int) -> str:
-    from datetime import UTC, datetime, timedelta
-
     return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:00:00Z")
 
 
@@ -134,12 +101,89 @@ def _bare(body: bytes) -> web.Application:
     return app
 
 
+def _serve(kind: str, payload: Any, port: int) -> None:
+    """A server process: the API (payload: Settings) or the bare handler (payload: body)."""
+    app = app_for(payload) if kind == "api" else _bare(payload)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+class Server:
+    """One server, in its own process (default) or on the load generator's event loop."""
+
+    def __init__(self, kind: str, payload: Any, separate: bool) -> None:
+        self.kind, self.payload, self.separate = kind, payload, separate
+        self.proc: multiprocessing.process.BaseProcess | None = None
+        self.runner: web.AppRunner | None = None
+        self.base = ""
+
+    async def __aenter__(self) -> Server:
+        if not self.separate:
+            app = app_for(self.payload) if self.kind == "api" else _bare(self.payload)
+            self.runner, self.base = await start(app)
+            return self
+        port = free_port()
+        self.proc = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(self.kind, self.payload, port), daemon=True
+        )
+        self.proc.start()
+        self.base = f"http://127.0.0.1:{port}"
+        for _ in range(600):  # waiting for the process to listen
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                    return self
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.kind} server did not start")
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.join()
+
+
+async def warm(args: argparse.Namespace) -> None:
+    settings = Settings(database_url=args.url, redis_url=args.redis_url)
+    org = first_org(settings)
+    start_date = _ago(args.days)
+    paths = {
+        "summary": f"/api/v1/unstract/{org}/metrics/summary/?source=hourly",
+        "series": f"/api/v1/unstract/{org}/metrics/series/?source=hourly&granularity=hour",
+    }
+    cache = "redis" if args.redis_url else "in-process"
+    where = "in the load generator's process" if args.in_process else "each in its own process"
+    print(f"warm, {cache} cache, servers {where}, {args.rounds} interleaved rounds")
+    async with Server("api", settings, not args.in_process) as api:
+        for name, path in paths.items():
+            url = f"{api.base}{path}&start_date={start_date}"
+            async with ClientSession() as session, session.get(url) as response:  # warms
+                body = await response.read()
+                assert response.status == 200, body[:300]
+            async with Server("bare", body, not args.in_process) as bare:
+                await load(url, 500)
+                await load(bare.base + "/", 500)
+                ratios, api_rps, bare_rps, errors = [], [], [], 0
+                for _ in range(args.rounds):  # interleaved: the machine's noise hits both
+                    rps, api_errors, _ = await load(url, args.requests)
+                    base_rps, bare_errors, _ = await load(bare.base + "/", args.requests)
+                    errors += api_errors + bare_errors
+                    api_rps.append(rps)
+                    bare_rps.append(base_rps)
+                    ratios.append(rps / base_rps)
+            print(
+                f"warm {name:8s} {args.days}d hourly, {len(body)} bytes: median "
+                f"{statistics.median(api_rps):6.0f} req/s; bare handler "
+                f"{statistics.median(bare_rps):6.0f} req/s; ratio median "
+                f"{statistics.median(ratios):.2f} (rounds: "
+                f"{' '.join(f'{r:.2f}' for r in ratios)}); errors {errors}"
+            )
+
+
 async def cold_p95(url: str, requests: int) -> tuple[float, int]:
     settings = Settings(database_url=url, cache_enabled=False)
     org = first_org(settings)
     runner, base = await start(app_for(settings))
-    from datetime import UTC, datetime, timedelta
-
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start_date = (end - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     query = (
@@ -172,7 +216,9 @@ def main() -> None:
     w.add_argument("--url", required=True)
     w.add_argument("--redis-url", default="")
     w.add_argument("--days", type=int, default=1)
-    w.add_argument("--requests", type=int, default=5000)
+    w.add_argument("--requests", type=int, default=3000, help="per round")
+    w.add_argument("--rounds", type=int, default=5)
+    w.add_argument("--in-process", action="store_true", help="servers on the client's loop")
     c = sub.add_parser("cold")
     c.add_argument("--small-url", required=True)
     c.add_argument("--large-url", required=True)
