@@ -42,6 +42,7 @@ from aggregator.upsert import upsert_rows
 # Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
 TOTALS_VERSION = "metric_totals_version"
 _PAIR_BATCH = 500
+_FULL_SCAN_PAIRS = 2000
 
 metric_totals = Table(
     "metric_totals",
@@ -139,18 +140,26 @@ def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Total,
     monthly = MONTHLY.table
     key = tuple_(monthly.c.organization_id, monthly.c.metric_name)
     rows: dict[Pair, list[tuple[Any, float, int, str | None, str]]] = {}
-    for batch in _batches(pairs):
-        query = select(
-            monthly.c.organization_id,
-            monthly.c.metric_name,
-            monthly.c.month,
-            monthly.c.metric_value,
-            monthly.c.metric_count,
-            monthly.c.buckets,
-            monthly.c.metric_type,
-        ).where(key.in_(list(batch)))
-        for org, name, month, value, count, buckets, kind in conn.execute(query):
-            rows.setdefault((org, name), []).append((str(month), value, count, buckets, kind))
+    query = select(
+        monthly.c.organization_id,
+        monthly.c.metric_name,
+        monthly.c.month,
+        monthly.c.metric_value,
+        monthly.c.metric_count,
+        monthly.c.buckets,
+        monthly.c.metric_type,
+    )
+    # Many pairs (a backfill): one pass over the tier beats thousands of key lookups.
+    wanted = set(pairs) if len(pairs) > _FULL_SCAN_PAIRS else None
+    queries = (
+        [query]
+        if wanted is not None
+        else [query.where(key.in_(list(batch))) for batch in _batches(pairs)]
+    )
+    for statement in queries:
+        for org, name, month, value, count, buckets, kind in conn.execute(statement):
+            if wanted is None or (org, name) in wanted:
+                rows.setdefault((org, name), []).append((str(month), value, count, buckets, kind))
     out: dict[Pair, tuple[Total, int, str]] = {}
     for pair, items in rows.items():
         items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats

@@ -4,6 +4,7 @@ Fills metric_totals for N organizations x every catalogue metric, then times, in
 - floor: prometheus_client's generate_latest over the same families, prebuilt;
 - warm scrape: GET /metrics through aiohttp while the totals version is unchanged;
 - cold scrape: GET /metrics right after the totals version moved (query + build + render);
+- after tick: the same a few seconds later, when the replica has prewarmed the new version;
 - refresh_totals after a tick that touched one organization, and a quiet one.
 
     uv run python benchmarks/bench_metrics.py --orgs 1000 --runs 50
@@ -35,6 +36,7 @@ from aggregator.totals import TOTALS_VERSION, refresh_totals
 from aggregator.upsert import upsert_rows
 from exporter.app import create_app
 from exporter.metrics.config import MetricsConfig
+from exporter.metrics.handler import PREWARM_SECONDS
 from exporter.metrics.usage import FamiliesCollector, build, read_rows
 
 NOW = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)
@@ -82,7 +84,9 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(ordered) * 1000, "p99_ms": p99 * 1000}
 
 
-async def scrapes(settings: Settings, runs: int, cold: bool, gzip: bool) -> list[float]:
+async def scrapes(
+    settings: Settings, runs: int, cold: bool, gzip: bool, settle: float = 0.0
+) -> list[float]:
     reader = rollup_engine(settings, writer=False)
     writer = rollup_engine(settings)
     client = TestClient(TestServer(create_app(settings, rollup=reader)))
@@ -96,6 +100,7 @@ async def scrapes(settings: Settings, runs: int, cold: bool, gzip: bool) -> list
                 with writer.begin() as conn:
                     version = int(state.get(conn, TOTALS_VERSION) or 0)
                     state.put(conn, {TOTALS_VERSION: version + 1}, NOW)
+                await asyncio.sleep(settle)  # time for the replica's prewarming
             began = time.perf_counter()
             response = await client.get("/metrics", headers=headers)
             await response.read()
@@ -113,6 +118,7 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=1000)
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--prewarmed-runs", type=int, default=10)
     parser.add_argument("--database-url", default="", help="default: a temporary SQLite file")
     args = parser.parse_args()
 
@@ -150,6 +156,8 @@ def main() -> None:
     floor = [timed(lambda: generate_latest(FamiliesCollector(families))) for _ in range(args.runs)]
     warm = asyncio.run(scrapes(settings, args.runs, cold=False, gzip=False))
     cold = asyncio.run(scrapes(settings, args.runs, cold=True, gzip=False))
+    settle = PREWARM_SECONDS * 2 + 1
+    prewarmed = asyncio.run(scrapes(settings, args.prewarmed_runs, True, False, settle))
     warm_gzip = asyncio.run(scrapes(settings, args.runs, cold=False, gzip=True))
     engine.dispose()
 
@@ -166,6 +174,7 @@ def main() -> None:
         ("floor generate_latest", floor),
         ("GET /metrics warm", warm),
         ("GET /metrics cold", cold),
+        ("GET /metrics after tick", prewarmed),
         ("GET /metrics warm gzip", warm_gzip),
     ):
         stats = summary(data)

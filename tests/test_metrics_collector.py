@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from sqlalchemy import select
 
-from aggregator import migrate, state
+from aggregator import migrate, state, totals
 from aggregator.catalogue import CATALOGUE
 from aggregator.totals import TOTALS_VERSION, Total, advance, metric_totals
 from tests import oracle
@@ -203,3 +203,14 @@ def test_histogram_corrections_are_monotonic_per_bucket() -> None:
     # Later growth adds on top.
     grown2, corrected2 = advance(grown, new, Total(12.0, 3, (1, 1, 1)))
     assert grown2 == Total(13.0, 5, (2, 2, 1)) and not corrected2
+
+
+async def test_totals_from_one_pass_over_the_tier(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A backfill changes thousands of pairs; refresh_totals then reads the tier in one pass.
+    monkeypatch.setattr(totals, "_FULL_SCAN_PAIRS", 0)
+    populate(h, [h.org(), h.org()])
+    h.backfill(days=120)
+    async with serving(h) as client:
+        assert_matches_oracle(parse(await scrape(client)), h)

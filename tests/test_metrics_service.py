@@ -7,10 +7,14 @@ import base64
 import gzip
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
 
 from aggregator import state
 from aggregator.settings import ConfigError
 from exporter.metrics.config import MetricsConfig
+from exporter.metrics.handler import CACHE, prewarm_once
 from tests.harness import Harness
 from tests.test_metrics_helpers import NS, Samples, parse, populate, scrape, serving, value
 
@@ -154,3 +158,32 @@ async def test_concurrent_scrapes_and_replicas_agree(h: Harness) -> None:
     assert moved[0] == moved[1] != first
     key = (f"{NS}_llm_calls_total", (("organization", a.string_id),))
     assert moved[0][key] == first[key] + 1
+
+
+async def test_a_new_totals_version_is_rendered_before_the_next_scrape(h: Harness) -> None:
+    a = h.org()
+    populate(h, [a])
+    h.aggregator.tick()
+    async with serving(h) as client:
+        app = client.app
+        assert app is not None
+        await prewarm_once(app)  # nobody asked for any format yet: nothing to do
+        before = await scrape(client, Accept="application/openmetrics-text; version=1.0.0")
+        h.clock.advance(minutes=1)
+        a.usage(h.clock())
+        h.aggregator.tick()
+        await prewarm_once(app)
+        built = app[CACHE]._built
+        assert built is not None and len(built.rendered) == 1  # the new version, rendered
+        after = await scrape(client, Accept="application/openmetrics-text; version=1.0.0")
+        assert app[CACHE]._built is built  # the scrape reused it
+    key = (f"{NS}_llm_calls_total", (("organization", a.string_id),))
+    assert parse_om(after)[key] == parse_om(before)[key] + 1
+
+
+def parse_om(text: str) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse_openmetrics(text)
+        for s in family.samples
+    }

@@ -139,6 +139,9 @@ def _histogram(ns: str, metric: CatalogueMetric, series: Sequence[TotalsRow]) ->
 EOF_LINE = b"# EOF\n"
 
 
+Encoder = Callable[[Any], bytes]
+
+
 @dataclass(frozen=True)
 class Built:
     """The usage families of one totals version and their renderings by content type.
@@ -150,15 +153,17 @@ class Built:
     version: int
     families: tuple[Metric, ...]
     rendered: dict[str, bytes] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def render(self, encoder: Callable[[Any], bytes], content_type: str) -> bytes:
-        body = self.rendered.get(content_type)
-        if body is None:
-            body = encoder(FamiliesCollector(self.families))
-            # OpenMetrics ends with "# EOF": the service families follow, then the marker.
-            body = body.removesuffix(EOF_LINE)
-            self.rendered[content_type] = body
-        return body
+    def render(self, encoder: Encoder, content_type: str) -> bytes:
+        with self.lock:  # concurrent scrapes wait for one rendering instead of repeating it
+            body = self.rendered.get(content_type)
+            if body is None:
+                body = encoder(FamiliesCollector(self.families))
+                # OpenMetrics ends with "# EOF": the service families follow, then the marker.
+                body = body.removesuffix(EOF_LINE)
+                self.rendered[content_type] = body
+            return body
 
 
 class FamiliesCollector:
@@ -172,18 +177,22 @@ class FamiliesCollector:
 
 
 class UsageCache:
-    """The families of the newest totals version this replica has seen."""
+    """The families of the newest totals version this replica has seen, and the formats
+    scrapers asked for (so a new version can be rendered ahead of the next scrape)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._built: Built | None = None
+        self.formats: dict[str, Encoder] = {}
 
     def get(self, conn: Connection, version: int, config: MetricsConfig) -> Built:
-        with self._lock:
+        with self._lock:  # one build per version, however many scrapes arrive meanwhile
             built = self._built
-        if built is not None and built.version == version:
+            if built is None or built.version != version:
+                built = Built(version, build(read_rows(conn, config.allowlist), config))
+                self._built = built
             return built
-        built = Built(version, build(read_rows(conn, config.allowlist), config))
-        with self._lock:
-            self._built = built
-        return built
+
+    def render(self, built: Built, encoder: Encoder, content_type: str) -> bytes:
+        self.formats[content_type] = encoder
+        return built.render(encoder, content_type)
