@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -19,7 +20,7 @@ from aggregator.engine import Aggregator, source_snapshot
 from aggregator.recompute import Coverage, as_time_ranges, day_ranges
 from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity, Tier
 from aggregator.timeutil import DAY, day_start, days_between, month_of, next_month
-from aggregator.values import Rollup, add_into, as_datetime
+from aggregator.values import Agg, RowKey
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -51,6 +52,37 @@ class BackfillReport:
         default_factory=lambda: {t: TierReport() for t in ("hourly", "daily", "monthly")}
     )
     dry_run: bool = False
+
+
+def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
+    start = day_start(day)
+    hours = (start + timedelta(hours=h) for h in range(24))
+    return {hour for hour in hours if coverage.hour_retained(hour)}
+
+
+class _Totals:
+    """Sums of raw rows per (organization, metric): a day or a month of hours. Mutable lists, not
+    Agg objects, because backfill adds up millions of rows."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str], list[Any]] = {}
+
+    def add(self, row: sourcesql.RawRow) -> None:
+        org, _, name, value, count, buckets = row
+        acc = self.sums.get((org, name))
+        if acc is None:
+            self.sums[(org, name)] = [value, count, None if buckets is None else list(buckets)]
+            return
+        acc[0] += value
+        acc[1] += count
+        if buckets is not None:
+            acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
+
+    def rows(self, period: date) -> list[sourcesql.RawRow]:
+        return [
+            (org, period, name, value, count, None if buckets is None else tuple(buckets))
+            for (org, name), (value, count, buckets) in self.sums.items()
+        ]
 
 
 def month_steps(start: date, end: date) -> list[tuple[date, list[date]]]:
@@ -103,18 +135,19 @@ class Backfill:
         conn: Connection,
         tier: Tier,
         ranges: list[tuple[object, object]],
-        new: Rollup,
+        new: list[sourcesql.RawRow],
         stamp: datetime,
         report: TierReport,
     ) -> int:
-        old = store.read(conn, tier, ranges, self.options.organization_id)
         report.rows += len(new)
         if self.options.dry_run:
-            changed = sum(1 for k, v in new.items() if not v.same_as(old.get(k)))
-            gone = sum(1 for k in old if k not in new)
+            old = store.read(conn, tier, ranges, self.options.organization_id)
+            rows = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in new}
+            changed = sum(1 for k, v in rows.items() if old.get(k) != v)
+            gone = sum(1 for k in old if k not in rows)
             report.written += changed + gone
             return 0
-        written = store.merge(conn, tier, old, new, stamp)
+        written = store.replace(conn, tier, ranges, new, stamp, self.options.organization_id)
         report.written += written
         return written
 
@@ -132,35 +165,37 @@ class Backfill:
             state.take_write_lock(conn)
             coverage: Coverage = agg.coverage(conn, now)
             written = 0
-            month_total: Rollup = {}
+            month_total = _Totals()
             with source_snapshot(agg.source) as source:
                 for day in days:
-                    hours = sourcesql.compute(
-                        source, Granularity.HOUR, [(day_start(day), day_start(day + DAY))], org
-                    )
-                    day_total: Rollup = {}
-                    for key, value in hours.items():
-                        add_into(day_total, key._replace(period=day), value)
-                        add_into(month_total, key._replace(period=month), value)
+                    span = (day_start(day), day_start(day + DAY))
+                    hours = list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
+                    day_total = _Totals()
+                    for row in hours:
+                        day_total.add(row)
+                    day_rows = day_total.rows(day)
+                    for row in day_rows:  # a month is the sum of its days
+                        month_total.add(row)
                     if not self.options.skip_hourly:
-                        covered = {
-                            k: v
-                            for k, v in hours.items()
-                            if coverage.hour_covered(as_datetime(k.period))
-                        }
-                        start = max(day_start(day), coverage.hourly_from)
-                        if start < day_start(day + DAY):
+                        start = max(span[0], coverage.hourly_from)
+                        if start < span[1]:
+                            covered = _covered_hours(coverage, day)
                             written += self._write(
                                 conn,
                                 HOURLY,
-                                [(start, day_start(day + DAY))],
-                                covered,
+                                [(start, span[1])],
+                                [row for row in hours if row[1] in covered],
                                 now,
                                 report.tiers["hourly"],
                             )
                     if not self.options.skip_daily and coverage.day_covered(day):
                         written += self._write(
-                            conn, DAILY, [(day, day + DAY)], day_total, now, report.tiers["daily"]
+                            conn,
+                            DAILY,
+                            [(day, day + DAY)],
+                            day_rows,
+                            now,
+                            report.tiers["daily"],
                         )
                     if progress:
                         progress(1, day.isoformat())
@@ -171,16 +206,15 @@ class Backfill:
                             d for d in days_between(month, next_month(month)) if d not in days
                         )
                     ]
-                    rest = sourcesql.compute(
+                    for row in sourcesql.compute_rows(
                         source, Granularity.MONTH, as_time_ranges(outside), org
-                    )
-                    for key, value in rest.items():
-                        add_into(month_total, key, value)
+                    ):
+                        month_total.add(row)
                     written += self._write(
                         conn,
                         MONTHLY,
                         [(month, next_month(month))],
-                        month_total,
+                        month_total.rows(month),
                         now,
                         report.tiers["monthly"],
                     )

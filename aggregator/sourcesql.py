@@ -6,8 +6,9 @@ organizations and every bucket of the requested ranges at once (conditional aggr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
+from operator import sub
 from typing import Any
 
 from sqlalchemy import (
@@ -170,22 +171,71 @@ def group_query(
     return select(*columns).select_from(from_clause).where(*where).group_by(columns[0], columns[1])
 
 
-def _row_aggs(metrics: Sequence[Metric], row: Any) -> list[tuple[Metric, Agg]]:
-    mapping = row._mapping
-    out = []
-    for index, entry in enumerate(metrics):
-        count = int(mapping[f"n{index}"] or 0)
-        if count == 0:
-            continue  # buckets with no events have no row
-        if entry.value is None:
-            out.append((entry, Agg(float(count), count)))
+# (organization, bucket, metric_name, value, event count, per-bucket counts or None)
+RawRow = tuple[str, datetime | date, str, float, int, tuple[int, ...] | None]
+
+
+def _layout(metrics: Sequence[Metric]) -> list[tuple[Metric, int, int, int]]:
+    """Per metric: positions of its count, value and first bucket column in a group_query row."""
+    layout = []
+    position = 2  # after org and bucket
+    for entry in metrics:
+        slots = len(entry.buckets) if entry.value is not None else 0
+        value_at = position + 1 if entry.value is not None else -1
+        layout.append((entry, position, value_at, position + 2))
+        position += 1 + (1 + slots if entry.value is not None else 0)
+    return layout
+
+
+def _raw_rows(
+    metrics: Sequence[Metric], granularity: Granularity, rows: Iterable[Any]
+) -> Iterator[RawRow]:
+    layout = _layout(metrics)
+    periods: dict[Any, datetime | date] = {}  # few distinct buckets, many rows: parse once
+    for row in rows:
+        raw = row[1]
+        period = periods.get(raw)
+        if period is None:
+            period = periods[raw] = parse_bucket(raw, granularity)
+        org = row[0]
+        for entry, count_at, value_at, buckets_at in layout:
+            count = int(row[count_at] or 0)
+            if count == 0:
+                continue  # buckets with no events have no row
+            if value_at < 0:
+                yield org, period, entry.name, float(count), count, None
+                continue
+            value = float(row[value_at] or 0)
+            # Cumulative "value <= bound" counts to per-bucket counts, +Inf last (C-level map).
+            cumulative = tuple(
+                int(c or 0) for c in row[buckets_at : buckets_at + len(entry.buckets)]
+            )
+            counts = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
+            yield org, period, entry.name, value, count, counts
+
+
+def compute_rows(
+    conn: Connection,
+    granularity: Granularity,
+    ranges: TimeRanges,
+    organization_id: str | None = None,
+    metric_names: Sequence[str] | None = None,
+) -> Iterator[RawRow]:
+    """Every catalogue metric per organization and bucket, as plain tuples (no per-row objects
+    beyond the tuple: backfill streams millions of them)."""
+    if not ranges:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        # The subplans of failed_pages inflate the cost estimate past jit_above_cost: compiling
+        # costs seconds per query and saves nothing on these short aggregations.
+        conn.exec_driver_sql("SET LOCAL jit = off")
+    for metrics in metric_groups().values():
+        selected = [m for m in metrics if metric_names is None or m.name in metric_names]
+        if not selected:
             continue
-        value = float(mapping[f"v{index}"] or 0)
-        cumulative = [int(mapping[f"b{index}_{slot}"] or 0) for slot in range(len(entry.buckets))]
-        counts = [c - p for c, p in zip(cumulative, [0, *cumulative[:-1]], strict=True)]
-        counts.append(count - (cumulative[-1] if cumulative else 0))
-        out.append((entry, Agg(value, count, tuple(counts))))
-    return out
+        query = group_query(selected, granularity, ranges, dialect, organization_id)
+        yield from _raw_rows(selected, granularity, conn.execute(query))
 
 
 def compute(
@@ -197,18 +247,10 @@ def compute(
 ) -> Rollup:
     """Every catalogue metric per organization and bucket over the given time ranges."""
     result: Rollup = {}
-    if not ranges:
-        return result
-    dialect = conn.dialect.name
-    for metrics in metric_groups().values():
-        selected = [m for m in metrics if metric_names is None or m.name in metric_names]
-        if not selected:
-            continue
-        query = group_query(selected, granularity, ranges, dialect, organization_id)
-        for row in conn.execute(query):
-            period = parse_bucket(row.bucket, granularity)
-            for entry, agg in _row_aggs(selected, row):
-                result[RowKey(row.org, period, entry.name)] = agg
+    for org, period, name, value, count, buckets in compute_rows(
+        conn, granularity, ranges, organization_id, metric_names
+    ):
+        result[RowKey(org, period, name)] = Agg(value, count, buckets)
     return result
 
 

@@ -6,15 +6,30 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, false, or_, select, tuple_
+from sqlalchemy import (
+    and_,
+    bindparam,
+    column,
+    delete,
+    exists,
+    false,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+)
 from sqlalchemy.engine import Connection
 
 from aggregator.catalogue import METRICS
 from aggregator.rollup_tables import Tier
 from aggregator.upsert import BATCH_SIZE, upsert_rows
-from aggregator.values import Agg, Rollup, RowKey, parse_buckets
+from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, Agg, Rollup, RowKey, parse_buckets
 
 PeriodRanges = Sequence[tuple[Any, Any]]
+# (organization, period, metric_name, value, event count, per-bucket counts or None); the
+# project and tag are the defaults (sourcesql.RawRow).
+PlainRow = tuple[str, Any, str, float, int, tuple[int, ...] | None]
 
 
 def period_filter(tier: Tier, ranges: PeriodRanges) -> Any:
@@ -129,3 +144,101 @@ def apply_deltas(
     old = {key: stored[key] for key in deltas if key in stored}
     new = {key: (old[key] + delta if key in old else delta) for key, delta in deltas.items()}
     return merge(conn, tier, old, new, stamp)
+
+
+_STAGE_COLUMNS = (
+    "organization_id",
+    "{period}",
+    "metric_name",
+    "metric_type",
+    "metric_value",
+    "metric_count",
+    "buckets",
+    "project",
+    "tag",
+)
+
+
+def _buckets_text(buckets: tuple[int, ...] | None) -> str | None:
+    # The same text as Agg.buckets_json (json.dumps of a list of ints), without json's overhead.
+    return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
+
+
+def _copy_rows(
+    conn: Connection,
+    target: str,
+    names: str,
+    rows: Iterable[PlainRow],
+    stamp: datetime | None,
+) -> int:
+    """COPY rows (with created_at and modified_at = ``stamp`` when given); returns their number."""
+    kinds = {name: entry.type.value for name, entry in METRICS.items()}
+    project, tag = DEFAULT_PROJECT, DEFAULT_TAG
+    extra: tuple[Any, ...] = () if stamp is None else (stamp, stamp)
+    columns = f"{names}, created_at, modified_at" if extra else names
+    copied = 0
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+        for org, period, name, value, count, buckets in rows:
+            if count > 0:  # merge deletes a key whose new count is not positive
+                text_buckets = _buckets_text(buckets)
+                values = (org, period, name, kinds[name], value, count, text_buckets, project, tag)
+                copy.write_row((*values, *extra))
+                copied += 1
+    return copied
+
+
+def replace(
+    conn: Connection,
+    tier: Tier,
+    ranges: PeriodRanges,
+    rows: Iterable[PlainRow],
+    stamp: datetime,
+    organization_id: str | None = None,
+) -> int:
+    """Make the stored rows of ``tier`` within ``ranges`` (of one organization when given) equal
+    ``rows``: ``merge(read(...), rows)`` without reading the old rows into Python. On PostgreSQL
+    the rows are COPYed into a temporary table and merged there. Returns rows written."""
+    if conn.dialect.name != "postgresql":
+        old = read(conn, tier, ranges, organization_id)
+        new = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in rows}
+        return merge(conn, tier, old, new, stamp)
+    preparer = conn.dialect.identifier_preparer
+    columns = [c.format(period=tier.period_column) for c in _STAGE_COLUMNS]
+    names = ", ".join(preparer.quote(c) for c in columns)
+    target = preparer.format_table(tier.table)
+    stage = f"dm_stage_{tier.table.name}"
+    scope = [period_filter(tier, ranges)]
+    if organization_id is not None:
+        scope.append(tier.table.c.organization_id == organization_id)
+    if not conn.execute(select(exists().where(*scope))).scalar():
+        # Nothing stored in the range (a first backfill): every row is new, COPY them in.
+        return _copy_rows(conn, target, names, rows, stamp)
+    # ON COMMIT DROP: the stage lives as long as the caller's transaction.
+    conn.execute(
+        text(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+            f"SELECT {names} FROM {target} WITH NO DATA"
+        )
+    )
+    conn.execute(text(f"TRUNCATE {stage}"))
+    _copy_rows(conn, stage, names, rows, None)
+    keys = ", ".join(preparer.quote(c) for c in key_columns(tier))
+    compared = ("metric_value", "metric_count", "buckets")
+    upserted = conn.execute(
+        text(
+            f"INSERT INTO {target} ({names}, created_at, modified_at) "
+            f"SELECT {names}, :stamp, :stamp FROM {stage} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET "
+            + ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATE_COLUMNS)
+            # Only rows whose numbers changed are written (merge's old != new).
+            + f" WHERE ({', '.join(f'{target}.{c}' for c in compared)}) IS DISTINCT FROM "
+            f"({', '.join(f'EXCLUDED.{c}' for c in compared)})"
+        ).bindparams(bindparam("stamp", stamp, type_=tier.table.c.modified_at.type))
+    ).rowcount
+    staged = table(stage, *(column(c) for c in key_columns(tier)))
+    gone = delete(tier.table).where(
+        *scope, ~exists().where(*(staged.c[c] == tier.table.c[c] for c in key_columns(tier)))
+    )
+    deleted = conn.execute(gone).rowcount
+    return int(upserted or 0) + int(deleted or 0)
