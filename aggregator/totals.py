@@ -23,11 +23,11 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Float,
+    Index,
     PrimaryKeyConstraint,
     String,
     Table,
     Text,
-    case,
     func,
     select,
     tuple_,
@@ -63,6 +63,8 @@ metric_totals = Table(
     Column("modified_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
 )
+# The refresh finds the monthly rows its transaction wrote by their stamp (migration 0002).
+Index("ix_event_metrics_monthly_modified_at", MONTHLY.table.c.modified_at)
 
 Pair = tuple[str, str]
 
@@ -106,13 +108,12 @@ def advance(monotonic: Total, old: Total, new: Total) -> tuple[Total, bool]:
     return Total(value, sum(grown), grown), corrected
 
 
-def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
-    """Pairs whose monthly rows were written in this transaction (stamped ``now``), appeared,
-    or lost a row; one grouped scan of the monthly tier, no bucket payloads."""
+def _rescan(conn: Connection) -> set[Pair]:
+    """Pairs whose monthly row count differs from the recorded one: one grouped scan of the
+    tier (no bucket payloads). Needed only when monthly rows vanished."""
     monthly = MONTHLY.table
-    touched = func.sum(case((monthly.c.modified_at >= now, 1), else_=0))
     grouped = conn.execute(
-        select(monthly.c.organization_id, monthly.c.metric_name, func.count(), touched).group_by(
+        select(monthly.c.organization_id, monthly.c.metric_name, func.count()).group_by(
             monthly.c.organization_id, monthly.c.metric_name
         )
     )
@@ -121,13 +122,46 @@ def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
     )
     stored = {(org, name): rows for org, name, rows in conn.execute(known)}
     changed: set[Pair] = set()
-    for org, name, rows, touched_rows in grouped:
-        pair = (org, name)
-        if stored.pop(pair, None) != rows or touched_rows:
-            changed.add(pair)
+    for org, name, rows in grouped:
+        if stored.pop((org, name), None) != rows:
+            changed.add((org, name))
     # Left over: pairs that lost their last monthly row (still holding a non-zero total).
     changed.update(pair for pair, rows in stored.items() if rows)
     return changed
+
+
+def _count_rows(conn: Connection, table: Table, column: Any, pairs: Sequence[Pair]) -> int:
+    key = tuple_(table.c.organization_id, table.c.metric_name)
+    return sum(
+        int(conn.execute(select(column).where(key.in_(list(batch)))).scalar() or 0)
+        for batch in _batches(pairs)
+    )
+
+
+def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
+    """Pairs whose monthly rows this transaction wrote (stamped ``now``, found through the
+    modified_at index) or deleted.
+
+    A deleted monthly row leaves no stamp behind, but it leaves the tier with fewer rows than
+    the totals record: when the counts disagree, a rescan finds the pairs.
+    """
+    monthly = MONTHLY.table
+    touched = sorted(
+        (org, name)
+        for org, name in conn.execute(
+            select(monthly.c.organization_id, monthly.c.metric_name)
+            .where(monthly.c.modified_at >= now)
+            .distinct()
+        )
+    )
+    tier_rows = int(conn.execute(select(func.count()).select_from(monthly)).scalar() or 0)
+    recorded = int(conn.execute(select(func.sum(metric_totals.c.month_rows))).scalar() or 0)
+    if touched:
+        tier_rows -= _count_rows(conn, monthly, func.count(), touched)
+        recorded -= _count_rows(conn, metric_totals, func.sum(metric_totals.c.month_rows), touched)
+    if tier_rows == recorded:
+        return set(touched)
+    return set(touched) | _rescan(conn)
 
 
 def _batches(pairs: Sequence[Pair]) -> Iterable[Sequence[Pair]]:
@@ -188,8 +222,8 @@ def _stored(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, dict[str, Any
 def refresh_totals(conn: Connection, now: datetime) -> None:
     """Called inside every writing transaction (tick, backfill, cleanup) after its writes.
 
-    Recomputes only the pairs whose monthly rows changed, so a quiet tick costs one grouped
-    scan of the monthly tier.
+    Recomputes only the pairs whose monthly rows changed: the cost follows the change, plus
+    two counts over the monthly tier.
     """
     pairs = sorted(_changed_pairs(conn, now))
     if not pairs:

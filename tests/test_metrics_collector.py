@@ -9,13 +9,14 @@ import pytest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from aggregator import migrate, state, totals
+from aggregator import source_tables as st
 from aggregator.catalogue import CATALOGUE
 from aggregator.totals import TOTALS_VERSION, Total, advance, metric_totals
 from tests import oracle
-from tests.harness import Harness
+from tests.harness import Harness, utc
 from tests.test_metrics_helpers import (
     NS,
     assert_matches_oracle,
@@ -214,3 +215,39 @@ async def test_totals_from_one_pass_over_the_tier(
     h.backfill(days=120)
     async with serving(h) as client:
         assert_matches_oracle(parse(await scrape(client)), h)
+
+
+async def test_a_vanished_monthly_row_is_found_without_a_stamp(h: Harness) -> None:
+    a = h.org()
+    populate(h, [a], months=(1, 2))
+    only_march = a.usage(utc(2026, 3, 14, 9, 0), reason="summarize", cost=0.3, tokens=3000)
+    h.aggregator.tick()
+    with h.source.begin() as conn:
+        conn.execute(delete(st.usage).where(st.usage.c.id == only_march))
+    h.clock.advance(minutes=1)
+    h.aggregator.tick(reconcile=True)  # deletes the March rows; January and February stay
+    with h.rollup.connect() as conn:
+        rows = dict(
+            conn.execute(
+                select(metric_totals.c.metric_name, metric_totals.c.month_rows).where(
+                    metric_totals.c.organization_id == a.string_id
+                )
+            ).all()
+        )
+    months = oracle.rollup(oracle.events(h.source), "monthly")
+    for name in ("llm_calls", "summarization_calls"):
+        assert rows[name] == sum(1 for key in months if key[0] == a.string_id and key[2] == name)
+    assert rows["llm_calls"] == 2
+    async with serving(h) as client:
+        samples = parse(await scrape(client))
+    current = oracle.totals(oracle.events(h.source))
+    for name in ("llm_calls", "summarization_calls"):
+        metric = next(m for m in CATALOGUE if m.name == name)
+        shown = value(samples, f"{NS}_{metric.prometheus_name}", organization=a.string_id)
+        fixed = value(
+            samples,
+            f"{NS}_{metric.prometheus_name.removesuffix('_total')}_corrections_total",
+            organization=a.string_id,
+        )
+        assert fixed == 1
+        assert shown is not None and shown - fixed == current[(a.string_id, name)].count

@@ -34,6 +34,10 @@ def upgrade() -> None:
         sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
     )
+    # refresh_totals finds the monthly rows of its own transaction by their stamp.
+    op.create_index(
+        "ix_event_metrics_monthly_modified_at", "event_metrics_monthly", ["modified_at"]
+    )
     # An upgrade over existing rollups: fill the totals now rather than at the next write
     # (a quiet system might not write for a long time). With the table empty, every pair of
     # the monthly tier counts as changed.
@@ -41,4 +45,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_event_metrics_monthly_modified_at", table_name="event_metrics_monthly")
     op.drop_table("metric_totals")
