@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+from datetime import UTC, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.api import context
+from exporter.api import context, shape
 from exporter.api.context import API
+from exporter.api.rollups import Cell
 from exporter.cache import CACHE, BodyCache
 from exporter.stats import STATS
 from tests.harness import Harness, utc
@@ -101,6 +105,30 @@ async def test_concurrent_requests_share_one_state_read(
         generations = await asyncio.gather(*(api.generation() for _ in range(20)))
         assert len(set(generations)) == 1
         assert len(reads) == 1
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day", "week", "month"])
+@pytest.mark.parametrize("tz", [UTC, ZoneInfo("Europe/Berlin")])
+def test_series_json_is_json_dumps_of_series(granularity: str, tz: Any) -> None:
+    rng = random.Random(granularity)
+    start = utc(2026, 2, 20)
+    cells = [
+        Cell(
+            start + timedelta(hours=rng.randrange(0, 24 * 40)),
+            "hourly",
+            rng.choice(["cost", "tokens", "pages"]),
+            "counter",
+            rng.choice(["default", "p\u00e9", 'q"x']),
+            rng.choice(["", "t1"]),
+            rng.choice([rng.uniform(0, 1e6), 0.1, 3.0, 1e-7, 1e22, float("inf")]),
+            rng.randrange(0, 50),
+        )
+        for _ in range(400)
+    ]
+    for subset in (cells, cells[:1], []):
+        assert shape.series_json(subset, granularity, tz) == json.dumps(
+            shape.series(subset, granularity, tz)
+        )
 
 
 def test_body_cache_generations_expiry_and_bounds() -> None:

@@ -92,7 +92,7 @@ async def hourly_cells(
 
 
 def _read(api: Api, org: str, flt: MetricFilter, low: datetime, high: datetime) -> list[Cell]:
-    with api.rollup.connect() as conn:
+    with api.reader.connect() as conn:
         return read_hours(conn, org, flt, low, high)
 
 

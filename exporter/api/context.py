@@ -21,6 +21,15 @@ from exporter.cache import ResilientCache
 from exporter.dbcall import run_db
 
 
+def reads(engine: Engine) -> Engine:
+    """The engine for the handlers' reads. On PostgreSQL they run in autocommit: at READ
+    COMMITTED every statement takes its own snapshot inside a transaction too, so only the
+    BEGIN and ROLLBACK round trips go. SQLite keeps its (snapshot) read transactions."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def _read_state(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         return state.get_all(conn)
@@ -42,8 +51,13 @@ class Api:
     # The aggregator state (generation, coverage floors) is re-read at most this often.
     state_ttl: float = 1.0
     monotonic: Callable[[], float] = time.monotonic
+    # What the handlers read the rollups with (see `reads`).
+    reader: Engine = field(init=False, repr=False)
     _state: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
     _reading: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reader = reads(self.rollup)
 
     async def aggregator_state(self) -> dict[str, Any]:
         now = self.monotonic()
@@ -53,7 +67,7 @@ class Api:
             # One read at a time: concurrent requests share the one already under way (it
             # began after the cached state expired, within the same staleness bound).
             return await asyncio.shield(self._reading)
-        reading = asyncio.ensure_future(run_db(lambda: _read_state(self.rollup)))
+        reading = asyncio.ensure_future(run_db(lambda: _read_state(self.reader)))
         reading.add_done_callback(_retrieve)  # a failure nobody awaits any more is not logged
         self._reading = reading
         try:

@@ -49,7 +49,7 @@ async def _cells(
         return cells
 
     def read() -> list[Cell]:
-        with api.rollup.connect() as conn:
+        with api.reader.connect() as conn:
             return read_plan(conn, org, flt, plan)
 
     return await run_db(read)
@@ -92,16 +92,15 @@ async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> we
     tail = None if refresh else api.cache.body(generation, key)
     if tail is None:
         cells = await _cells(api, org, flt, plan, refresh, generation)
-        rest: dict[str, Any]
         if granularity is None:
             rest = {"source": plan.source, "summary": shape.summary(cells, plan.source, rng.tz)}
+            tail = json.dumps(rest).encode()[1:]  # without its "{"
         else:
-            rest = {
-                "granularity": granularity,
-                "source": plan.source,
-                "series": shape.series(cells, granularity, rng.tz),
-            }
-        tail = json.dumps(rest).encode()[1:]  # without its "{"
+            series_text = shape.series_json(cells, granularity, rng.tz)
+            tail = (
+                f'"granularity": "{granularity}", "source": "{plan.source}", '
+                f'"series": {series_text}}}'
+            ).encode()
         current = rng.end_hour > hour_start(api.clock())
         settings = api.settings
         ttl = settings.cache_ttl_current_bucket if current else settings.cache_ttl_historical
@@ -168,7 +167,7 @@ async def rows(request: web.Request, api: Api, org: str) -> web.Response:
     order = [primary, table.c.timestamp.desc(), table.c.metric_name, table.c.project, table.c.tag]
 
     def read() -> tuple[int, list[Any]]:
-        with api.rollup.connect() as conn:
+        with api.reader.connect() as conn:
             count = conn.execute(select(func.count()).select_from(table).where(*where)).scalar()
             result = conn.execute(
                 select(table).where(*where).order_by(*order).offset((page - 1) * size).limit(size)

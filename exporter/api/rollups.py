@@ -58,8 +58,12 @@ def _read(
         table.c.metric_count,
     ).where(*_filters(tier, org, flt), in_ranges)
     out = []
-    for start, name, kind, project, tag, value, count in conn.execute(query):
-        when = start if isinstance(start, datetime) else day_start(_as_date(start))
+    days: dict[Any, datetime] = {}
+    for start, name, kind, project, tag, value, count in conn.execute(query).all():
+        if isinstance(start, datetime):
+            when = start
+        else:
+            when = days.get(start) or days.setdefault(start, day_start(_as_date(start)))
         out.append(Cell(when, tier.name, name, kind, project, tag, float(value), int(count)))
     return out
 
