@@ -46,14 +46,16 @@ async def start(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
-async def load(url: str, requests: int) -> tuple[float, int, list[float]]:
-    """(requests per second, errors, latencies) for ``requests`` GETs over 50 connections."""
+async def load(
+    url: str, requests: int, connections: int = CONNECTIONS
+) -> tuple[float, int, list[float]]:
+    """(requests per second, errors, latencies) for ``requests`` GETs over ``connections``."""
     latencies: list[float] = []
     errors = 0
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(requests):
         queue.put_nowait(index)
-    async with ClientSession(connector=TCPConnector(limit=CONNECTIONS)) as session:
+    async with ClientSession(connector=TCPConnector(limit=connections)) as session:
 
         async def worker() -> None:
             nonlocal errors
@@ -67,7 +69,7 @@ async def load(url: str, requests: int) -> tuple[float, int, list[float]]:
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
         elapsed = time.perf_counter() - began
     return requests / elapsed, errors, latencies
 
@@ -180,30 +182,54 @@ async def warm(args: argparse.Namespace) -> None:
             )
 
 
-async def cold_p95(url: str, requests: int) -> tuple[float, int]:
-    settings = Settings(database_url=url, cache_enabled=False)
-    org = first_org(settings)
-    runner, base = await start(app_for(settings))
+def p95(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=20)[18]
+
+
+async def cold(args: argparse.Namespace) -> None:
+    """Both servers up at once (each in its own process unless --in-process); rounds alternate
+    between them so the machine's noise hits both histories alike."""
+    small = Settings(database_url=args.small_url, cache_enabled=False)
+    large = Settings(database_url=args.large_url, cache_enabled=False)
+    org = first_org(small)  # the same organization on both histories
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start_date = (end - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
     query = (
         f"?source=daily&granularity=day&start_date={start_date}&end_date={end:%Y-%m-%dT%H:%M:%SZ}"
     )
-    target = f"{base}/api/v1/unstract/{org}/metrics/series/{query}"
-    try:
-        await load(target, 50)
-        _, errors, latencies = await load(target, requests)
-    finally:
-        await runner.cleanup()
-    return statistics.quantiles(latencies, n=20)[18], errors
-
-
-async def cold(args: argparse.Namespace) -> None:
-    small, small_errors = await cold_p95(args.small_url, args.requests)
-    large, large_errors = await cold_p95(args.large_url, args.requests)
+    path = f"/api/v1/unstract/{org}/metrics/series/{query}"
+    separate = not args.in_process
+    where = "in the load generator's process" if args.in_process else "each in its own process"
     print(
-        f"cold series 90d daily p95: small {small * 1000:.1f} ms (errors {small_errors}), "
-        f"large {large * 1000:.1f} ms (errors {large_errors}); ratio {large / small:.2f}"
+        f"cold series/ 90d daily, cache off, {org}, servers {where}, {args.rounds} rounds of "
+        f"{args.requests} requests per history, {args.connections} connections"
+    )
+    async with Server("api", small, separate) as s_api, Server("api", large, separate) as l_api:
+        sizes = []
+        for server in (s_api, l_api):
+            async with ClientSession() as session, session.get(server.base + path) as response:
+                body = await response.read()
+                assert response.status == 200, body[:300]
+                sizes.append(len(body))
+            await load(server.base + path, 100)
+        seen: dict[str, list[float]] = {"small": [], "large": []}
+        errors = 0
+        ratios = []
+        for _ in range(args.rounds):
+            conns = args.connections
+            _, small_errors, small_lat = await load(s_api.base + path, args.requests, conns)
+            _, large_errors, large_lat = await load(l_api.base + path, args.requests, conns)
+            errors += small_errors + large_errors
+            seen["small"] += small_lat
+            seen["large"] += large_lat
+            ratios.append(p95(large_lat) / p95(small_lat))
+    small_p95, large_p95 = p95(seen["small"]), p95(seen["large"])
+    print(
+        f"cold series 90d daily p95: small history {small_p95 * 1000:.1f} ms ({sizes[0]} B), "
+        f"large history {large_p95 * 1000:.1f} ms ({sizes[1]} B); "
+        f"ratio {large_p95 / small_p95:.2f}; per-round ratios median "
+        f"{statistics.median(ratios):.2f} ({' '.join(f'{r:.2f}' for r in ratios)}); "
+        f"errors {errors}"
     )
 
 
@@ -222,7 +248,10 @@ def main() -> None:
     c = sub.add_parser("cold")
     c.add_argument("--small-url", required=True)
     c.add_argument("--large-url", required=True)
-    c.add_argument("--requests", type=int, default=500)
+    c.add_argument("--requests", type=int, default=100, help="per round and history")
+    c.add_argument("--rounds", type=int, default=20)
+    c.add_argument("--connections", type=int, default=CONNECTIONS)
+    c.add_argument("--in-process", action="store_true", help="servers on the client's loop")
     args: Any = parser.parse_args()
     asyncio.run(warm(args) if args.mode == "warm" else cold(args))
 
