@@ -131,6 +131,26 @@ def test_series_json_is_json_dumps_of_series(granularity: str, tz: Any) -> None:
         )
 
 
+async def test_a_remembered_plan_ends_where_retention_reaches_it(h: Harness) -> None:
+    """Clock 2026-03-15 12:30, hourly retention 30 days: the hour 2026-02-13 13:00 leaves the
+    hourly tier just after 2026-03-15 13:00; a range starting there then fails at once, though
+    the aggregator state (and so the remembered plan's snapshot) was not re-read."""
+    org = seed(h, events=10)[0].string_id
+    async with client(h) as c:
+        c.server.app[API].state_ttl = 3600.0
+        hourly = "summary/?source=hourly&start_date=2026-02-13T13:00:00Z&end_date=2026-02-14"
+        auto = "series/?start_date=2026-02-13T13:00:00Z&end_date=2026-02-14&granularity=hour"
+        assert (await get(c, org, hourly))[1]["source"] == "hourly"
+        assert (await get(c, org, auto))[1]["source"] == "hourly"
+        h.clock.advance(minutes=30)  # the hour starts exactly at the retention limit: kept
+        assert (await get(c, org, hourly))[1]["source"] == "hourly"
+        h.clock.advance(microseconds=1)
+        response = await c.get(f"/api/v1/unstract/{org}/metrics/{hourly}")
+        assert response.status == 400, await response.text()
+        auto_response = await c.get(f"/api/v1/unstract/{org}/metrics/{auto}")
+        assert auto_response.status == 400  # granularity=hour: no coarser tier may answer
+
+
 def test_body_cache_generations_expiry_and_bounds() -> None:
     now = [0.0]
     cache = BodyCache(max_bytes=10, max_entry_bytes=6, monotonic=lambda: now[0])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -15,7 +15,9 @@ from sqlalchemy.engine import Engine
 from aggregator import state
 from aggregator.recompute import Coverage
 from aggregator.settings import Settings
-from aggregator.timeutil import Clock
+from aggregator.timeutil import DAY, Clock, day_start
+from exporter.api.params import DateRange
+from exporter.api.plan import Plan, choose
 from exporter.auth import Authenticator
 from exporter.cache import ResilientCache
 from exporter.dbcall import run_db
@@ -55,6 +57,10 @@ class Api:
     reader: Engine = field(init=False, repr=False)
     _state: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
     _reading: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
+    # Plans chosen under one aggregator-state snapshot: key -> (valid from, valid until, plan).
+    _plans: tuple[dict[str, Any], dict[Hashable, tuple[datetime, datetime, Plan]]] | None = field(
+        default=None, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.reader = reads(self.rollup)
@@ -94,6 +100,44 @@ class Api:
             None if hourly_floor is None else datetime.fromisoformat(hourly_floor),
             None if daily_floor is None else date.fromisoformat(daily_floor),
         )
+
+    async def plan(
+        self, rng: DateRange, source: str, granularity: str | None, now: datetime
+    ) -> Plan:
+        """``choose`` at ``now``, remembered while its answer cannot change.
+
+        Under one state snapshot (untrusted days and cleanup floors fixed) coverage only
+        shrinks as ``now`` grows: tiers that failed keep failing, and the chosen plan holds
+        until the retention reaches the first hour or day it checked (`_valid_until`).
+        """
+        values = await self.aggregator_state()
+        if self._plans is None or self._plans[0] is not values:
+            self._plans = (values, {})
+        plans = self._plans[1]
+        key = (rng.first_hour, rng.end_hour, rng.days, rng.tz, source, granularity)
+        known = plans.get(key)
+        if known is not None and known[0] <= now < known[1]:
+            return known[2]
+        plan = choose(rng, source, granularity, await self.coverage(now))
+        if len(plans) >= MAX_PLANS:
+            plans.clear()
+        plans[key] = (now, _valid_until(plan, self.settings), plan)
+        return plan
+
+
+MAX_PLANS = 4096
+FOREVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _valid_until(plan: Plan, settings: Settings) -> datetime:
+    """The first ``now`` at which a check `choose` passed for ``plan`` may fail: an hourly piece
+    starting at S needs S >= now - hourly retention; a daily piece from day D needs
+    D >= (now - daily retention).date(). Monthly pieces are not limited."""
+    hourly = timedelta(days=settings.hourly_retention_days)
+    daily = timedelta(days=settings.daily_retention_days)
+    bounds = [start + hourly for start, _end in plan.hours]
+    bounds += [day_start(first + DAY) + daily for first, _last in plan.days]
+    return min(bounds, default=FOREVER)
 
 
 API = web.AppKey("dashboard_api", Api)

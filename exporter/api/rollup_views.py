@@ -25,7 +25,7 @@ from exporter.api.params import (
     parse_int,
     parse_range,
 )
-from exporter.api.plan import Plan, choose
+from exporter.api.plan import Plan
 from exporter.api.rollups import Cell, read_plan
 from exporter.dbcall import run_db
 
@@ -61,7 +61,7 @@ async def _plan(
     now = api.clock()
     rng = parse_range(query, now, default_days)
     source = parse_choice(query, "source", SOURCES, "auto")
-    return rng, choose(rng, source, granularity, await api.coverage(now))
+    return rng, await api.plan(rng, source, granularity, now)
 
 
 async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> web.Response:
