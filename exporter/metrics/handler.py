@@ -8,6 +8,7 @@ import gzip
 import json
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ log = logging.getLogger("dashboard_metrics.metrics")
 
 CONFIG = web.AppKey("metrics_config", MetricsConfig)
 CACHE = web.AppKey("metrics_usage_cache", UsageCache)
+RENDERER = web.AppKey("metrics_renderer", ThreadPoolExecutor)
 
 STATE_KEYS = (
     state.LAST_TICK,
@@ -44,6 +46,7 @@ STATE_KEYS = (
 # Bound on the database part of a scrape when Prometheus does not say its timeout.
 DEFAULT_DB_TIMEOUT = 10.0
 PREWARM_SECONDS = 1.0  # how soon after a tick a replica renders the new totals
+MAX_DB_READS = 2  # stuck reads tolerated before scrapes stop trying (see DbGate)
 GZIP_LEVEL = 1  # most of gzip's size win at a fraction of level 9's time
 
 
@@ -79,13 +82,35 @@ def db_timeout(request: web.Request) -> float:
         return DEFAULT_DB_TIMEOUT
 
 
+class DbGate:
+    """Bounds the database reads /metrics leaves behind: a read that timed out keeps its thread
+    until the driver gives up (a black-holed database can hold it for minutes), so while
+    MAX_DB_READS are still stuck, scrapes report the database down without starting another."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0  # touched only on the event loop
+
+    async def read(self, app: web.Application, timeout: float) -> Snapshot:
+        if self.in_flight >= MAX_DB_READS:
+            raise TimeoutError
+        engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
+        future = asyncio.ensure_future(run_db(lambda: read_snapshot(engine, config, cache)))
+        self.in_flight += 1
+        future.add_done_callback(self._done)
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+
+    def _done(self, future: asyncio.Future[Snapshot]) -> None:
+        self.in_flight -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved: a late failure is not an "unretrieved" warning
+
+
+GATE = web.AppKey("metrics_db_gate", DbGate)
+
+
 async def snapshot(request: web.Request) -> Snapshot:
-    app = request.app
-    engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
     try:
-        return await asyncio.wait_for(
-            run_db(lambda: read_snapshot(engine, config, cache)), db_timeout(request)
-        )
+        return await request.app[GATE].read(request.app, db_timeout(request))
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("metrics: rollup database unavailable", extra={"fields": {"error": _why(exc)}})
         return Snapshot(False)
@@ -133,9 +158,10 @@ async def metrics(request: web.Request) -> web.Response:
     families = service.families(inputs)
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
     gzip_ok = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
-    # Rendering tens of thousands of samples is CPU work: keep the event loop free.
-    body, content_type, gzipped = await asyncio.to_thread(
-        render, app[CACHE], snap.usage, families, accept, gzip_ok
+    # Rendering tens of thousands of samples is CPU work: keep the event loop free, in a pool
+    # of its own that database threads stuck on an unreachable server cannot exhaust.
+    body, content_type, gzipped = await asyncio.get_running_loop().run_in_executor(
+        app[RENDERER], render, app[CACHE], snap.usage, families, accept, gzip_ok
     )
     response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
     response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
@@ -150,18 +176,19 @@ async def prewarm_once(app: web.Application) -> None:
 
     Only new immutable families are built and swapped in; nothing a scrape holds is mutated.
     """
-    engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
+    cache = app[CACHE]
     if not cache.formats:
         return  # nobody scrapes this replica
     try:
-        snap = await asyncio.wait_for(
-            run_db(lambda: read_snapshot(engine, config, cache)), DEFAULT_DB_TIMEOUT
-        )
+        snap = await app[GATE].read(app, DEFAULT_DB_TIMEOUT)
     except (SQLAlchemyError, OSError, TimeoutError):
         return  # the next scrape reports the outage
+    loop = asyncio.get_running_loop()
     for content_type, encoder in list(cache.formats.items()):
         if snap.usage is not None:
-            await asyncio.to_thread(cache.render, snap.usage, encoder, content_type)
+            await loop.run_in_executor(
+                app[RENDERER], cache.render, snap.usage, encoder, content_type
+            )
 
 
 async def prewarm(app: web.Application) -> None:
@@ -176,10 +203,13 @@ async def prewarming(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+    app[RENDERER].shutdown(wait=False)
 
 
 def setup(app: web.Application) -> None:
     app[CONFIG] = MetricsConfig.from_settings(app[SETTINGS])
     app[CACHE] = UsageCache()
+    app[GATE] = DbGate()
+    app[RENDERER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-render")
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(prewarming)
