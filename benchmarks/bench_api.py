@@ -1,9 +1,12 @@
 """JSON API benchmarks (not part of the test run).
 
 warm: throughput of summary/ and series/ with a warm cache, against a bare aiohttp handler that
-      returns JSON of the same size, same load generator (an aiohttp client), 50 connections.
+      returns JSON of the same size, same load generator (an aiohttp client), 50 connections;
+      rounds alternate between the two, the figure is the median per-round ratio.
 cold: p95 latency of series/ over a 90-day daily range with the cache off, on a small and a
-      large source history (rollups make it independent of the source size).
+      large source history served at once, rounds alternating between them (rollups make it
+      independent of the source size).
+Servers run in their own processes unless --in-process. Figures: benchmarks/README.md ("API").
 
   uv run python benchmarks/bench_api.py warm --url postgresql+psycopg://.../bench_api_small
   uv run python benchmarks/bench_api.py cold --small-url ... --large-url ...
