@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.settings import Settings
-from exporter.metrics.handler import GATE, MAX_DB_READS
+from exporter.metrics.handler import GATE, MAX_STUCK_READS
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, utc
 from tests.test_metrics_helpers import (
@@ -130,7 +130,7 @@ async def test_database_down_then_back(pg: Harness) -> None:
                 assert value(back, "dashboard_metrics_ticks_total") == 1
 
                 # A black hole: each scrape gives up within Prometheus's scrape timeout, and
-                # once MAX_DB_READS reads are stuck, scrapes stop trying (no thread pile-up).
+                # once MAX_STUCK_READS abandoned reads are stuck, scrapes stop trying.
                 await proxy.stop()
                 proxy.blackhole = True
                 await proxy.start()
@@ -138,17 +138,17 @@ async def test_database_down_then_back(pg: Harness) -> None:
                 timeout = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}
                 gate = client.app[GATE] if client.app else None
                 assert gate is not None
-                for attempt in range(MAX_DB_READS + 1):
+                for attempt in range(MAX_STUCK_READS + 1):
                     began = loop.time()
                     hole = parse(await scrape(client, **timeout))
                     assert value(hole, "dashboard_metrics_database_up") == 0
-                    assert loop.time() - began < (1.5 if attempt < MAX_DB_READS else 0.5)
-                assert gate.in_flight == MAX_DB_READS
+                    assert loop.time() - began < (1.5 if attempt < MAX_STUCK_READS else 0.5)
+                assert gate.stuck == MAX_STUCK_READS
                 await proxy.stop()  # releases the connection attempts held by the hole
                 proxy.blackhole = False
                 await proxy.start()
                 for _ in range(200):  # bounded: the stuck threads see the connection close
-                    if not gate.in_flight:
+                    if not gate.stuck:
                         break
                     await asyncio.sleep(0.02)
                 back = parse(await scrape(client, **timeout))

@@ -46,7 +46,7 @@ STATE_KEYS = (
 # Bound on the database part of a scrape when Prometheus does not say its timeout.
 DEFAULT_DB_TIMEOUT = 10.0
 PREWARM_SECONDS = 1.0  # how soon after a tick a replica renders the new totals
-MAX_DB_READS = 2  # stuck reads tolerated before scrapes stop trying (see DbGate)
+MAX_STUCK_READS = 2  # abandoned reads tolerated before scrapes stop trying (see DbGate)
 GZIP_LEVEL = 1  # most of gzip's size win at a fraction of level 9's time
 
 
@@ -83,26 +83,33 @@ def db_timeout(request: web.Request) -> float:
 
 
 class DbGate:
-    """Bounds the database reads /metrics leaves behind: a read that timed out keeps its thread
-    until the driver gives up (a black-holed database can hold it for minutes), so while
-    MAX_DB_READS are still stuck, scrapes report the database down without starting another."""
+    """Bounds the database reads /metrics abandons: a read that timed out keeps its thread until
+    the driver gives up (a black-holed database can hold it for minutes), so while
+    MAX_STUCK_READS of them are still running, scrapes report the database down at once."""
 
     def __init__(self) -> None:
-        self.in_flight = 0  # touched only on the event loop
+        self.stuck = 0  # touched only on the event loop
 
     async def read(self, app: web.Application, timeout: float) -> Snapshot:
-        if self.in_flight >= MAX_DB_READS:
+        if self.stuck >= MAX_STUCK_READS:
             raise TimeoutError
         engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
         future = asyncio.ensure_future(run_db(lambda: read_snapshot(engine, config, cache)))
-        self.in_flight += 1
-        future.add_done_callback(self._done)
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
+        future.add_done_callback(_retrieve)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            self.stuck += 1
+            future.add_done_callback(self._release)
+            raise
 
-    def _done(self, future: asyncio.Future[Snapshot]) -> None:
-        self.in_flight -= 1
-        if not future.cancelled():
-            future.exception()  # retrieved: a late failure is not an "unretrieved" warning
+    def _release(self, _future: asyncio.Future[Snapshot]) -> None:
+        self.stuck -= 1
+
+
+def _retrieve(future: asyncio.Future[Snapshot]) -> None:
+    if not future.cancelled():
+        future.exception()  # an abandoned read's failure is expected, not "never retrieved"
 
 
 GATE = web.AppKey("metrics_db_gate", DbGate)
