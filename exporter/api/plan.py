@@ -2,8 +2,10 @@
 
 A range of whole UTC hours is cut into whole months (monthly tier), whole days (daily tier) and
 the remaining hours (hourly tier), down from the chosen base tier. Each piece must lie where its
-tier is complete (retention, cleanups, untrusted hourly days); otherwise no tier can answer it
-exactly and the request fails with 400 rather than returning short numbers.
+tier is complete (retention, cleanups, untrusted hourly days). The partial first and last day of
+a daily or monthly range that the hourly tier no longer holds (under a day each) is computed
+from the source tables ("live" pieces), so long ranges with arbitrary bounds stay exact;
+anything else no tier can answer fails with 400 rather than returning short numbers.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class Plan:
     hours: list[tuple[datetime, datetime]] = field(default_factory=list)
     days: list[tuple[date, date]] = field(default_factory=list)
     months: list[tuple[date, date]] = field(default_factory=list)
+    # Hours read from the source tables: edges of a range shorter than a day (see above).
+    live: list[tuple[datetime, datetime]] = field(default_factory=list)
 
     @property
     def only_hours(self) -> bool:
-        return not self.days and not self.months
+        return not self.days and not self.months and not self.live
 
 
 def _month_dt(month: date) -> datetime:
@@ -55,19 +59,32 @@ def _cut_hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -
     plan.hours.append((start, end))
 
 
+def _cut_edge(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    """Hours of a partial day: from the hourly tier, else from the source tables."""
+    if start >= end:
+        return
+    try:
+        _cut_hours(plan, start, end, coverage)
+    except NotCovered:
+        assert end - start < DAY
+        plan.live.append((start, end))
+
+
 def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
     first = start.date() if start == day_start(start.date()) else start.date() + DAY
     last = end.date()  # days before this one end by `end`
-    if first >= last:
-        _cut_hours(plan, start, end, coverage)
+    if first >= last:  # no whole day: at most one midnight inside, each side under a day
+        midnight = max(start, min(end, day_start(end.date())))
+        _cut_edge(plan, start, midnight, coverage)
+        _cut_edge(plan, midnight, end, coverage)
         return
     if not coverage.day_covered(first):
         raise NotCovered(
             f"the daily tier holds complete data only from {coverage.daily_from.isoformat()}"
         )
-    _cut_hours(plan, start, day_start(first), coverage)
+    _cut_edge(plan, start, day_start(first), coverage)
     plan.days.append((first, last))
-    _cut_hours(plan, day_start(last), end, coverage)
+    _cut_edge(plan, day_start(last), end, coverage)
 
 
 def _cut_months(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:

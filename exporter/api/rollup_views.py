@@ -26,7 +26,7 @@ from exporter.api.params import (
     parse_range,
 )
 from exporter.api.plan import Plan
-from exporter.api.rollups import Cell, read_plan
+from exporter.api.rollups import Cell, read_live, read_plan
 from exporter.dbcall import run_db
 
 ROW_NAMESPACE = uuid.UUID("5d0c3f8e-8a34-4a53-9d0b-2f1a3f6f6d10")
@@ -50,7 +50,11 @@ async def _cells(
 
     def read() -> list[Cell]:
         with api.reader.connect() as conn:
-            return read_plan(conn, org, flt, plan)
+            cells = read_plan(conn, org, flt, plan)
+        if plan.live:
+            with api.source.connect() as conn:
+                cells += read_live(conn, org, flt, plan.live)
+        return cells
 
     return await run_db(read)
 
@@ -87,6 +91,7 @@ async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> we
         tuple(plan.hours),
         tuple(plan.days),
         tuple(plan.months),
+        tuple(plan.live),
     )
     head = f'{{"start_date": "{rng.start.isoformat()}", "end_date": "{rng.end.isoformat()}", '
     tail = None if refresh else api.cache.body(generation, key)

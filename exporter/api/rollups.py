@@ -8,8 +8,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.engine import Connection
 
-from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Tier
+from aggregator import sourcesql
+from aggregator.catalogue import METRICS
+from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity, Tier
 from aggregator.timeutil import day_start
+from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from exporter.api.params import MetricFilter
 from exporter.api.plan import Plan
 
@@ -76,6 +79,32 @@ def read_hours(
     conn: Connection, org: str, flt: MetricFilter, start: datetime, end: datetime
 ) -> list[Cell]:
     return _read(conn, HOURLY, org, flt, [(start, end)])
+
+
+def read_live(
+    conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
+) -> list[Cell]:
+    """Hours computed from the source tables (edges the hourly tier no longer holds)."""
+    metric, project, tag = flt.parts()
+    if project not in (None, DEFAULT_PROJECT) or tag not in (None, DEFAULT_TAG):
+        return []  # source events carry the default project and tag only
+    names = None if metric is None else [metric]
+    rows = sourcesql.compute(
+        conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
+    )
+    return [
+        Cell(
+            as_datetime(key.period),
+            "hourly",
+            key.metric_name,
+            METRICS[key.metric_name].type.value,
+            key.project,
+            key.tag,
+            agg.value,
+            agg.count,
+        )
+        for key, agg in rows.items()
+    ]
 
 
 def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: Plan) -> list[Cell]:
