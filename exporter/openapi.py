@@ -6,6 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+# The API's own constants, so the document cannot drift from what the handlers accept.
+from exporter.api.activity import DEPLOYMENT_TYPES
+from exporter.api.params import GRANULARITIES, SOURCES
+from exporter.api.rollup_views import ORDERINGS
+
 S = dict[str, Any]
 
 NUM: S = {"type": "number"}
@@ -67,13 +72,13 @@ PROJECT = q("project", STR, "Only this project.")
 TAG = q("tag", STR, "Only this tag.")
 SOURCE = q(
     "source",
-    {"type": "string", "enum": ["auto", "hourly", "daily", "monthly"]},
+    {"type": "string", "enum": list(SOURCES)},
     "Rollup tier; auto: <=7 days hourly, <=90 daily, else monthly (partial edges from "
     "finer tiers).",
 )
 GRAN = q(
     "granularity",
-    {"type": "string", "enum": ["hour", "day", "week", "month"]},
+    {"type": "string", "enum": list(GRANULARITIES)},
     "Bucket size (default day; weeks start on Monday).",
 )
 REFRESH = q(
@@ -203,7 +208,7 @@ SCHEMAS: dict[str, S] = {
         {
             "start_date": DT,
             "end_date": DT,
-            "deployment_type": {"type": "string", "enum": ["API", "ETL", "TASK", "WF"]},
+            "deployment_type": {"type": "string", "enum": list(DEPLOYMENT_TYPES)},
             "range_truncated": {"type": "boolean"},
             "deployments": arr(
                 obj(
@@ -289,17 +294,7 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
             ),
             q(
                 "ordering",
-                {
-                    "type": "string",
-                    "enum": [
-                        "timestamp",
-                        "-timestamp",
-                        "metric_name",
-                        "-metric_name",
-                        "metric_value",
-                        "-metric_value",
-                    ],
-                },
+                {"type": "string", "enum": list(ORDERINGS)},
                 "Sort order (default -timestamp).",
             ),
         ],
