@@ -154,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate", "create or upgrade the rollup schema")
 
     gen = command(
-        "generate-test-data", "create the Unstract-shaped source tables if absent and fill them"
+        "generate-test-data",
+        "create the Unstract-shaped source tables if absent and fill them (this WRITES to the "
+        "source database: for the embedded demo, tests and benchmarks, never a production one)",
     )
     gen.add_argument("--org-id", help="generate for this one organization (string id)")
     gen.add_argument("--orgs", type=_positive, default=3, help="organizations (default 3)")
