@@ -46,6 +46,17 @@ def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# libpq: give up on an unreachable server quickly, and notice a silently dropped connection
+# (an outage must degrade and recover, not hang a thread for the kernel's TCP timeout).
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
 def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
     """The rollup database. Writers' transactions take SQLite's write lock when they begin;
     readers (the HTTP service) never wait for a tick."""
@@ -54,7 +65,9 @@ def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
         engine = create_engine(url, **_prepare_sqlite(url))
         _sqlite_pragmas(engine, immediate=writer)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS
+    )
 
 
 def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
@@ -70,7 +83,7 @@ def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
         engine = create_engine(
             url,
             pool_pre_ping=True,
-            connect_args={"options": f"-c statement_timeout={timeout_ms}"},
+            connect_args={**PG_CONNECT_ARGS, "options": f"-c statement_timeout={timeout_ms}"},
         )
     return engine.execution_options(schema_translate_map=translate)
 
