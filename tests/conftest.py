@@ -59,3 +59,12 @@ def h(db_settings: Settings, clock: FakeClock) -> Iterator[Harness]:
     harness = Harness(db_settings, clock)
     yield harness
     harness.dispose()
+
+
+@pytest.fixture
+def pg_h(pg_database: str, tmp_path: Path, clock: FakeClock) -> Iterator[Harness]:
+    """A harness on PostgreSQL only, for tests that need a server (e.g. a proxy in front)."""
+    reset_pg(pg_database)
+    harness = Harness(Settings(data_dir=tmp_path, database_url=pg_database), clock)
+    yield harness
+    harness.dispose()

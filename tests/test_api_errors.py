@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
@@ -308,9 +307,9 @@ class Proxy:
         await self.server.wait_closed()
 
 
-async def test_rollup_database_outage_is_503_and_recovers(h: Harness) -> None:
-    if h.dialect != "postgresql":
-        pytest.skip("the outage is simulated with a TCP proxy in front of PostgreSQL")
+async def test_rollup_database_outage_is_503_and_recovers(pg_h: Harness) -> None:
+    # The outage is a TCP proxy in front of PostgreSQL that the test stops and restarts.
+    h = pg_h
     org = seed(h, events=5)[0].string_id
     proxy = Proxy()
     await proxy.start()

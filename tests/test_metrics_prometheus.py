@@ -28,9 +28,8 @@ from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, utc
 from tests.test_metrics_helpers import NS, delete_usage, expected_samples, populate
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("prometheus") is None, reason="Prometheus (Debian package) not installed"
-)
+# Prometheus comes from Debian's package (.ci/run installs it); without it these tests fail.
+PROMETHEUS = shutil.which("prometheus")
 T = TypeVar("T")
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -114,9 +113,10 @@ def served(pg: Harness, tmp_path: Path) -> Iterator[Prom]:
         f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
     prom_log = (tmp_path / "prometheus.log").open("w")
+    assert PROMETHEUS, "prometheus is required: apt-get install prometheus (.ci/run does)"
     prometheus = subprocess.Popen(
         [
-            "prometheus",
+            PROMETHEUS,
             f"--config.file={config}",
             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}",

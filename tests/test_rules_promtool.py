@@ -22,7 +22,13 @@ from dashboards import checks, generate
 from dashboards.rules import alerts, rule_groups
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (.ci/run)")
+
+
+@pytest.fixture(autouse=True)
+def _require_promtool() -> None:
+    assert PROMTOOL, "promtool is required: apt-get install prometheus (.ci/run does)"
+
+
 GENERATED = Path(generate.__file__).resolve().parent / "generated"
 README = Path(generate.__file__).resolve().parents[1] / "README.md"
 BASE = {"severity": "warning", "service": "dashboard-metrics"}
