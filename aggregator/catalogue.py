@@ -7,7 +7,7 @@ all derived from these entries; adding a metric is adding one entry here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -55,7 +55,6 @@ class Metric:
     change_column: str = "modified_at"
     # Grafana unit id for panels.
     grafana_unit: str = "short"
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_histogram(self) -> bool:

@@ -7,6 +7,7 @@ a scrape costs one small state query plus rendering.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -22,10 +23,10 @@ from sqlalchemy.engine import Connection
 from aggregator.catalogue import CATALOGUE
 from aggregator.catalogue import Metric as CatalogueMetric
 from aggregator.totals import metric_totals
+from exporter.metrics import fastrender
+from exporter.metrics.fastrender import TotalsRow
 from exporter.metrics.config import MetricsConfig
 
-# organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
-TotalsRow = tuple[str, str, float, int, str | None, int]
 SOURCE = "metric_totals (all-time sums of event_metrics_monthly)"
 
 
@@ -89,17 +90,39 @@ def select_orgs(rows: Sequence[TotalsRow], top_n: int) -> set[str] | None:
     return set(ranked[:top_n])
 
 
-def build(rows: Iterable[TotalsRow], config: MetricsConfig) -> tuple[Metric, ...]:
+def select_series(rows: Iterable[TotalsRow], config: MetricsConfig) -> dict[str, list[TotalsRow]]:
+    """The exposed rows per metric (after the top-N limit), sorted by organization."""
     rows = list(rows)
     keep = select_orgs(rows, config.top_n)
     by_metric: dict[str, list[TotalsRow]] = {}
     for row in rows:
         if keep is None or row[0] in keep:
             by_metric.setdefault(row[1], []).append(row)
-    ns = config.namespace
+    return {name: sorted(series) for name, series in by_metric.items()}
+
+
+def family_names(namespace: str) -> dict[str, tuple[str, str, str, str]]:
+    """metric -> (family name, help, corrections family name, corrections help)."""
+    return {
+        m.name: (
+            family_name(namespace, m),
+            _help(namespace, m),
+            corrections_name(namespace, m),
+            _corrections_help(namespace, m),
+        )
+        for m in CATALOGUE
+    }
+
+
+def build(rows: Iterable[TotalsRow], config: MetricsConfig) -> tuple[Metric, ...]:
+    return families_from(select_series(rows, config), config.namespace)
+
+
+def families_from(by_metric: dict[str, list[TotalsRow]], ns: str) -> tuple[Metric, ...]:
+    """prometheus_client families of the selected rows (the reference the fast writer matches)."""
     families: list[Metric] = []
     for metric in CATALOGUE:
-        series = sorted(by_metric.get(metric.name, ()))
+        series = by_metric.get(metric.name, [])
         if metric.is_histogram:
             family = _histogram(ns, metric, series)
         else:
@@ -142,26 +165,42 @@ EOF_LINE = b"# EOF\n"
 Encoder = Callable[[Any], bytes]
 
 
+TEXT_FORMAT = "text/plain; version=0.0.4"
+OPENMETRICS_FORMAT = "application/openmetrics-text"
+
+
 @dataclass(frozen=True)
 class Built:
-    """The usage families of one totals version and their renderings by content type.
+    """The usage series of one totals version and their renderings by content type.
 
     Rendering tens of thousands of samples costs as much as everything else in a scrape
-    together, and between two ticks every scrape would render the same bytes.
+    together, and between two ticks every scrape would render the same bytes. The two
+    Prometheus formats are written directly (`fastrender`); any other goes through
+    prometheus_client's encoder over families built on first use.
     """
 
     version: int
-    families: tuple[Metric, ...]
+    series: dict[str, list[TotalsRow]]
+    namespace: str
     rendered: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @functools.cached_property
+    def families(self) -> tuple[Metric, ...]:
+        return families_from(self.series, self.namespace)
+
+    def _encode(self, encoder: Encoder, content_type: str) -> bytes:
+        if content_type.startswith((TEXT_FORMAT, OPENMETRICS_FORMAT)):
+            openmetrics = content_type.startswith(OPENMETRICS_FORMAT)
+            return fastrender.render(self.series, family_names(self.namespace), openmetrics)
+        # OpenMetrics ends with "# EOF": the service families follow, then the marker.
+        return encoder(FamiliesCollector(self.families)).removesuffix(EOF_LINE)
 
     def render(self, encoder: Encoder, content_type: str) -> bytes:
         with self.lock:  # concurrent scrapes wait for one rendering instead of repeating it
             body = self.rendered.get(content_type)
             if body is None:
-                body = encoder(FamiliesCollector(self.families))
-                # OpenMetrics ends with "# EOF": the service families follow, then the marker.
-                body = body.removesuffix(EOF_LINE)
+                body = self._encode(encoder, content_type)
                 self.rendered[content_type] = body
             return body
 
@@ -189,7 +228,8 @@ class UsageCache:
         with self._lock:  # one build per version, however many scrapes arrive meanwhile
             built = self._built
             if built is None or built.version != version:
-                built = Built(version, build(read_rows(conn, config.allowlist), config))
+                series = select_series(read_rows(conn, config.allowlist), config)
+                built = Built(version, series, config.namespace)
                 self._built = built
             return built
 

@@ -1,0 +1,93 @@
+"""The usage families written straight to exposition text.
+
+prometheus_client's encoders are generic (per-sample name escaping, label sorting, objects per
+sample); for these fixed-shape families a direct writer is several times faster. The output is
+byte for byte what `generate_latest` (text 0.0.4) and the OpenMetrics encoder give for the
+families `usage.families_from` builds (tested), without the OpenMetrics "# EOF" marker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from prometheus_client.utils import floatToGoString
+
+from aggregator.catalogue import CATALOGUE
+from aggregator.catalogue import Metric as CatalogueMetric
+
+# organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
+TotalsRow = tuple[str, str, float, int, str | None, int]
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _help(text: str, openmetrics: bool) -> str:
+    text = text.replace("\\", r"\\").replace("\n", r"\n")
+    return text.replace('"', r"\"") if openmetrics else text
+
+
+def _header(out: list[str], name: str, kind: str, doc: str, openmetrics: bool) -> None:
+    # Text format names a counter family with its _total suffix, OpenMetrics without it.
+    shown = name if openmetrics or kind != "counter" else f"{name}_total"
+    out.append(f"# HELP {shown} {_help(doc, openmetrics)}\n# TYPE {shown} {kind}\n")
+
+
+def _counter(
+    out: list[str], name: str, doc: str, samples: Sequence[tuple[str, float]], om: bool
+) -> None:
+    base = name.removesuffix("_total")
+    _header(out, base, "counter", doc, om)
+    total = f"{base}_total"
+    out.extend(
+        f'{total}{{organization="{_label(org)}"}} {floatToGoString(value)}\n'
+        for org, value in samples
+    )
+
+
+def _histogram(
+    out: list[str],
+    name: str,
+    doc: str,
+    metric: CatalogueMetric,
+    rows: Sequence[TotalsRow],
+    om: bool,
+) -> None:
+    _header(out, name, "histogram", doc, om)
+    bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
+    for org, _name, value, _count, raw, _true in rows:
+        per_bucket = json.loads(raw) if raw else []
+        if len(per_bucket) != len(bounds):
+            continue  # stored with another bucket layout (as usage.families_from skips it)
+        label = _label(org)
+        running = 0
+        for bound, in_bucket in zip(bounds, per_bucket, strict=True):
+            running += in_bucket
+            out.append(
+                f'{name}_bucket{{le="{bound}",organization="{label}"}} '
+                f"{floatToGoString(float(running))}\n"
+            )
+        out.append(f'{name}_count{{organization="{label}"}} {floatToGoString(float(running))}\n')
+        out.append(f'{name}_sum{{organization="{label}"}} {floatToGoString(value)}\n')
+
+
+def render(
+    series: Mapping[str, Sequence[TotalsRow]],
+    names: Mapping[str, tuple[str, str, str, str]],
+    openmetrics: bool,
+) -> bytes:
+    """``series``: metric -> rows sorted by organization; ``names``: metric -> (family name,
+    help, corrections family name, corrections help)."""
+    out: list[str] = []
+    for metric in CATALOGUE:
+        rows = series.get(metric.name, ())
+        name, doc, fix_name, fix_doc = names[metric.name]
+        if metric.is_histogram:
+            _histogram(out, name, doc, metric, rows, openmetrics)
+        else:
+            _counter(out, name, doc, [(r[0], float(r[3])) for r in rows], openmetrics)
+        fixes = [(r[0], float(max(0, r[3] - r[5]))) for r in rows]
+        _counter(out, fix_name, fix_doc, fixes, openmetrics)
+    return "".join(out).encode()
