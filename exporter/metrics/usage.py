@@ -24,8 +24,8 @@ from aggregator.catalogue import CATALOGUE
 from aggregator.catalogue import Metric as CatalogueMetric
 from aggregator.totals import metric_totals
 from exporter.metrics import fastrender
-from exporter.metrics.fastrender import TotalsRow
 from exporter.metrics.config import MetricsConfig
+from exporter.metrics.fastrender import TotalsRow
 
 SOURCE = "metric_totals (all-time sums of event_metrics_monthly)"
 
