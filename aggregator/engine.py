@@ -76,6 +76,21 @@ def last_occurrence(now: datetime, hh_mm: str, weekday: int | None = None) -> da
     return candidate
 
 
+def coverage_at(settings: Settings, stored: dict[str, Any], now: datetime) -> Coverage:
+    """What each tier holds completely at ``now``, from the aggregator_state values: the
+    retention settings, cleanups run with a shorter retention, untrusted hourly days."""
+    hourly_floor = stored.get(state.HOURLY_DELETED_BEFORE)
+    daily_floor = stored.get(state.DAILY_DELETED_BEFORE)
+    return Coverage.at(
+        now,
+        settings.hourly_retention_days,
+        settings.daily_retention_days,
+        [date.fromisoformat(d) for d in stored.get(state.HOURLY_UNTRUSTED) or []],
+        _parse_time(hourly_floor),
+        None if daily_floor is None else date.fromisoformat(daily_floor),
+    )
+
+
 class Aggregator:
     def __init__(
         self,
@@ -95,27 +110,17 @@ class Aggregator:
 
     # -- coverage -------------------------------------------------------------------------
     def coverage(self, conn: Connection, now: datetime) -> Coverage:
-        untrusted = [date.fromisoformat(d) for d in state.get(conn, state.HOURLY_UNTRUSTED) or []]
-        hourly_floor = _parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
-        daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
-        return Coverage.at(
-            now,
-            self.settings.hourly_retention_days,
-            self.settings.daily_retention_days,
-            untrusted,
-            hourly_floor,
-            None if daily_floor is None else date.fromisoformat(daily_floor),
-        )
+        return coverage_at(self.settings, state.get_all(conn), now)
 
     # -- ticks ----------------------------------------------------------------------------
     def _scan_changes(
-        self, conn: Connection, source: Connection
+        self, values: dict[str, Any], source: Connection
     ) -> tuple[set[datetime], dict[str, str]]:
         overlap = timedelta(seconds=self.settings.change_overlap_seconds)
         dirty: set[datetime] = set()
         marks: dict[str, str] = {}
         for table, column in sorted(change_columns().items()):
-            stored = _parse_time(state.get(conn, state.watermark_key(table)))
+            stored = _parse_time(values.get(state.watermark_key(table)))
             since = None if stored is None else stored - overlap
             hours, latest = sourcesql.changed_hours(source, table, column, since)
             dirty |= hours
@@ -126,8 +131,8 @@ class Aggregator:
                 marks[state.watermark_key(table)] = newest.isoformat()
         return dirty, marks
 
-    def _due(self, conn: Connection, key: str, due_at: datetime) -> bool:
-        last = _parse_time(state.get(conn, key))
+    def _due(self, values: dict[str, Any], key: str, due_at: datetime) -> bool:
+        last = _parse_time(values.get(key))
         return last is None or last < due_at
 
     def tick(self, *, reconcile: bool | None = None, housekeeping: bool = True) -> TickResult:
@@ -141,27 +146,28 @@ class Aggregator:
         result = TickResult(started_at=now)
         with self.rollup.begin() as conn:
             state.take_write_lock(conn)
+            stored = state.get_all(conn)  # read once: nothing else writes it under the lock
             if reconcile is None:
                 due = last_occurrence(now, self.settings.reconcile_at)
-                reconcile = self._due(conn, state.LAST_RECONCILE, due)
+                reconcile = self._due(stored, state.LAST_RECONCILE, due)
             with source_snapshot(self.source) as source:
-                dirty, marks = self._scan_changes(conn, source)
+                dirty, marks = self._scan_changes(stored, source)
                 if reconcile:
                     start = now - timedelta(days=self.settings.reconcile_days)
                     dirty |= set(hours_between(start, now + HOUR))
-                plan = Plan.for_dirty_hours(dirty, self.coverage(conn, now))
+                plan = Plan.for_dirty_hours(dirty, coverage_at(self.settings, stored, now))
                 written = execute(conn, source, plan, now) if plan else Written()
             if housekeeping:
-                result.cleaned = self._housekeeping(conn, now)
+                result.cleaned = self._housekeeping(conn, stored, now)
             values: dict[str, Any] = dict(marks)
             if reconcile:
                 values[state.LAST_RECONCILE] = now.isoformat()
             if written.total or sum(result.cleaned.values()):
                 totals.refresh_totals(conn, now)
-                result.generation = state.generation(conn) + 1
+                result.generation = int(stored.get(state.GENERATION) or 0) + 1
                 values[state.GENERATION] = result.generation
             else:
-                result.generation = state.generation(conn)
+                result.generation = int(stored.get(state.GENERATION) or 0)
             result.dirty_hours = len(dirty)
             result.plan = {
                 "hours": len(plan.hours),
@@ -172,9 +178,9 @@ class Aggregator:
             result.reconciled = bool(reconcile)
             result.duration_seconds = self.monotonic() - began
             values[state.LAST_TICK] = result.as_dict()
-            values[state.TICKS_TOTAL] = int(state.get(conn, state.TICKS_TOTAL) or 0) + 1
+            values[state.TICKS_TOTAL] = int(stored.get(state.TICKS_TOTAL) or 0) + 1
             values[state.TICK_FAILURES_TOTAL] = (
-                int(state.get(conn, state.TICK_FAILURES_TOTAL) or 0) + self.pending_failures
+                int(stored.get(state.TICK_FAILURES_TOTAL) or 0) + self.pending_failures
             )
             state.put(conn, values, now)
             runstats.record_tick(conn, result.as_dict(), now)
@@ -183,15 +189,17 @@ class Aggregator:
         return result
 
     # -- retention ------------------------------------------------------------------------
-    def _housekeeping(self, conn: Connection, now: datetime) -> dict[str, int]:
+    def _housekeeping(
+        self, conn: Connection, stored: dict[str, Any], now: datetime
+    ) -> dict[str, int]:
         cleaned: dict[str, int] = {}
         hourly_due = last_occurrence(now, self.settings.hourly_cleanup_at)
-        if self._due(conn, "last_cleanup:hourly", hourly_due):
+        if self._due(stored, "last_cleanup:hourly", hourly_due):
             cleaned["hourly"] = self._cleanup(
                 conn, "hourly", self.settings.hourly_retention_days, now
             )
         daily_due = last_occurrence(now, self.settings.daily_cleanup_at, weekday=6)
-        if self._due(conn, "last_cleanup:daily", daily_due):
+        if self._due(stored, "last_cleanup:daily", daily_due):
             cleaned["daily"] = self._cleanup(conn, "daily", self.settings.daily_retention_days, now)
         return cleaned
 

@@ -6,13 +6,14 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
 from aggregator import state
+from aggregator.engine import coverage_at
 from aggregator.recompute import Coverage
 from aggregator.settings import Settings
 from aggregator.timeutil import DAY, Clock, day_start
@@ -89,17 +90,7 @@ class Api:
 
     async def coverage(self, now: datetime) -> Coverage:
         """What each tier holds completely now: the aggregator's own rule."""
-        values = await self.aggregator_state()
-        hourly_floor = values.get(state.HOURLY_DELETED_BEFORE)
-        daily_floor = values.get(state.DAILY_DELETED_BEFORE)
-        return Coverage.at(
-            now,
-            self.settings.hourly_retention_days,
-            self.settings.daily_retention_days,
-            [date.fromisoformat(d) for d in values.get(state.HOURLY_UNTRUSTED) or []],
-            None if hourly_floor is None else datetime.fromisoformat(hourly_floor),
-            None if daily_floor is None else date.fromisoformat(daily_floor),
-        )
+        return coverage_at(self.settings, await self.aggregator_state(), now)
 
     async def plan(
         self, rng: DateRange, source: str, granularity: str | None, now: datetime
