@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,24 @@ PG_CONNECT_ARGS: dict[str, Any] = {
 }
 
 
+def _sqlite_statement_timeout(engine: Engine, seconds: float) -> None:
+    """SQLite has no statement_timeout: a progress handler interrupts a statement running
+    longer than ``seconds`` (it raises OperationalError "interrupted", like a PostgreSQL
+    cancel)."""
+    started: dict[int, float] = {}
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        key = id(dbapi_conn)
+        dbapi_conn.set_progress_handler(
+            lambda: int(time.monotonic() - started.get(key, time.monotonic()) > seconds), 10_000
+        )
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_execute(conn: Any, *_args: Any) -> None:
+        started[id(conn.connection.driver_connection)] = time.monotonic()
+
+
 def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
     """The rollup database. Writers' transactions take SQLite's write lock when they begin;
     readers (the HTTP service) never wait for a tick."""
@@ -78,6 +97,8 @@ def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, **_prepare_sqlite(url))
         _sqlite_pragmas(engine, immediate=False)
+        if interactive:
+            _sqlite_statement_timeout(engine, settings.statement_timeout_seconds)
     else:
         timeout_ms = int(settings.statement_timeout_seconds * 1000) if interactive else 0
         engine = create_engine(

@@ -154,3 +154,24 @@ def test_doctor_reports_schema_and_lag(
     h.aggregator.tick()
     assert main(["doctor"]) == 0
     assert "aggregator lag" in capsys.readouterr().out
+
+
+def test_interactive_sqlite_reads_have_a_statement_timeout(tmp_path: Path) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from aggregator.db import source_engine
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 't.db'}", statement_timeout_seconds=0.2
+    )
+    slow = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+        "SELECT count(*) FROM (SELECT i FROM n LIMIT 100000000)"
+    )
+    engine = source_engine(settings, interactive=True)
+    with pytest.raises(OperationalError, match="interrupted"), engine.connect() as conn:
+        conn.execute(text(slow))
+    with engine.connect() as conn:  # the next statement gets its own budget
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    engine.dispose()
