@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -52,6 +53,11 @@ class BackfillReport:
         default_factory=lambda: {t: TierReport() for t in ("hourly", "daily", "monthly")}
     )
     dry_run: bool = False
+
+
+def _read_hours(source: Connection, day: date, org: str | None) -> list[sourcesql.RawRow]:
+    span = (day_start(day), day_start(day + DAY))
+    return list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
 
 
 def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
@@ -166,10 +172,18 @@ class Backfill:
             coverage: Coverage = agg.coverage(conn, now)
             written = 0
             month_total = _Totals()
-            with source_snapshot(agg.source) as source:
-                for day in days:
+            with (
+                source_snapshot(agg.source) as source,
+                # The next day's source read overlaps this day's rollup writes. One worker: the
+                # snapshot's connection is only ever used by one thread at a time.
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as reader,
+            ):
+                pending = reader.submit(_read_hours, source, days[0], org)
+                for index, day in enumerate(days):
                     span = (day_start(day), day_start(day + DAY))
-                    hours = list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
+                    hours = pending.result()
+                    if index + 1 < len(days):
+                        pending = reader.submit(_read_hours, source, days[index + 1], org)
                     day_total = _Totals()
                     for row in hours:
                         day_total.add(row)
@@ -206,9 +220,14 @@ class Backfill:
                             d for d in days_between(month, next_month(month)) if d not in days
                         )
                     ]
-                    for row in sourcesql.compute_rows(
-                        source, Granularity.MONTH, as_time_ranges(outside), org
-                    ):
+                    rest = reader.submit(
+                        lambda: list(
+                            sourcesql.compute_rows(
+                                source, Granularity.MONTH, as_time_ranges(outside), org
+                            )
+                        )
+                    )
+                    for row in rest.result():
                         month_total.add(row)
                     written += self._write(
                         conn,
