@@ -158,21 +158,18 @@ def test_quiet_ticks_leave_totals_alone_and_only_changed_pairs_move(h: Harness) 
     }
 
 
+def _stored_counts(h: Harness) -> set[tuple[object, ...]]:
+    t = metric_totals.c
+    with h.rollup.connect() as conn:
+        query = select(t.organization_id, t.metric_name, t.total_count)
+        return {tuple(r) for r in conn.execute(query)}
+
+
 def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
     a = h.org()
     populate(h, [a])
     h.aggregator.tick()
-    with h.rollup.connect() as conn:
-        expected = {
-            tuple(r)
-            for r in conn.execute(
-                select(
-                    metric_totals.c.organization_id,
-                    metric_totals.c.metric_name,
-                    metric_totals.c.total_count,
-                )
-            )
-        }
+    expected = _stored_counts(h)
     from alembic import command
 
     config = migrate._config()
@@ -180,17 +177,7 @@ def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")
     migrate.upgrade(h.rollup)
-    with h.rollup.connect() as conn:
-        got = {
-            tuple(r)
-            for r in conn.execute(
-                select(
-                    metric_totals.c.organization_id,
-                    metric_totals.c.metric_name,
-                    metric_totals.c.total_count,
-                )
-            )
-        }
+    got = _stored_counts(h)
     assert got == expected and len(got) == len(CATALOGUE)
 
 
