@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aggregator import migrate, state
 from aggregator.db import DatabaseError, check_connect, first_line, rollup_engine, source_engine
+from aggregator.embedded import missing_files
 from aggregator.settings import Settings, redact
 from aggregator.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
 from aggregator.timeutil import utcnow
@@ -74,16 +75,29 @@ def check_source_schema(engine: Engine, schema: str | None) -> list[Finding]:
                         Finding(
                             "warn",
                             f"index {name}({cols})",
-                            f"missing: CREATE INDEX CONCURRENTLY ON {name} ({cols})",
+                            "missing: "
+                            + create_index(conn.dialect.name, schema, name, columns_wanted),
                         )
                     )
     return findings
 
 
+def create_index(dialect: str, schema: str | None, table: str, columns: tuple[str, ...]) -> str:
+    """The statement that adds a recommended index, ready to paste (schema included)."""
+    name = f"{table}_{'_'.join(columns)}_idx"
+    target = f"{schema}.{table}" if schema else table
+    concurrently = "CONCURRENTLY " if dialect == "postgresql" else ""
+    return f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {target} ({', '.join(columns)});"
+
+
 def check_lag(engine: Engine, settings: Settings, now: datetime) -> list[Finding]:
     revision = migrate.current_revision(engine)
+    if revision is None:
+        return [
+            Finding("fail", "rollup schema", "not created yet: run `dashboard-metrics migrate`")
+        ]
     if revision != migrate.head_revision():
-        return [Finding("fail", "rollup schema", f"at {revision}: run `dashboard-metrics migrate`")]
+        return [Finding("fail", "rollup schema", "out of date: run `dashboard-metrics migrate`")]
     with engine.connect() as conn:
         last = state.get(conn, state.LAST_TICK)
     if last is None:
@@ -94,6 +108,12 @@ def check_lag(engine: Engine, settings: Settings, now: datetime) -> list[Finding
 
 
 def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Finding]:
+    missing = missing_files(settings)
+    if missing:  # opening it would create an empty database (and reset a leftover -wal)
+        return [
+            Finding("fail", "database", f"no database at {path} (nothing was created)")
+            for path in missing
+        ]
     findings: list[Finding] = []
     rollup = rollup_engine(settings, writer=False)
     source = source_engine(settings)
@@ -105,7 +125,10 @@ def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Fin
             except DatabaseError as exc:
                 findings.append(Finding("fail", f"{what} database", str(exc)))
         if findings[0].level == "ok":
-            findings += check_source_schema(source, settings.effective_source_schema)
+            schema = settings.effective_source_schema
+            where = f"schema {schema}" if schema else "the SQLite file (no schemas)"
+            findings.append(Finding("ok", "source schema checked", where))
+            findings += check_source_schema(source, schema)
         if findings[1].level == "ok":
             findings += check_lag(rollup, settings, now())
     except SQLAlchemyError as exc:
