@@ -1,0 +1,57 @@
+"""Running the HTTP service: bind the port first, so a taken port is one line before anything
+else happens, and say "up" only once the service accepts connections."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+
+from aggregator.settings import Settings
+from dashboard_metrics.errors import CommandError
+from exporter.app import create_app
+from exporter.serve import check_bind
+
+
+def listen(settings: Settings) -> socket.socket:
+    """A listening socket on HOST:PORT, or a one-line error naming the flag to change."""
+    host, port = settings.host, settings.port
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"port {port} on {host} is already in use (another dashboard-metrics?): "
+                "choose another with --port (DASHBOARD_METRICS_PORT)"
+            ) from None
+        raise CommandError(
+            f"cannot listen on {host}:{port}: {exc.strerror} (--host, --port)"
+        ) from None
+    sock.set_inheritable(False)
+    return sock
+
+
+def run(app: web.Application, sock: socket.socket, on_ready: Callable[[], None]) -> None:
+    """Serve ``app`` on ``sock`` until SIGINT/SIGTERM; ``on_ready`` runs once it accepts."""
+    web.run_app(app, sock=sock, print=lambda _message: on_ready(), access_log=None)
+
+
+def serve(settings: Settings) -> int:
+    check_bind(settings)
+    sock = listen(settings)
+    app = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    run(app, sock, lambda: print(f"serving on {base} (index page {base}/)", flush=True))
+    return 0
