@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from aggregator.db import first_line, rollup_engine, source_engine
 from aggregator.settings import Settings
 from aggregator.timeutil import Clock, utcnow
-from exporter import api, health, metrics
+from exporter import api, health, index, metrics
 from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from exporter.stats import STATS, ServiceStats
 
@@ -81,6 +81,7 @@ def create_app(
 
     app.cleanup_ctx.append(dispose_engines)
     health.setup(app)
+    index.setup(app)
     api.setup(app)
     metrics.setup(app)
     return app
