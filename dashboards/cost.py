@@ -22,20 +22,15 @@ from dashboards.promql import (
     ORG,
     bucket_series,
     count_series,
-    family,
     quantile,
     selected,
     value_series,
 )
+from dashboards.rules import hourly_rule
 from dashboards.usage import org_selector
 
 UID = "dm-llm-cost"
 QUANTILES = (0.5, 0.95, 0.99)
-
-
-def cost_increase_rule(namespace: str = DEFAULT_NAMESPACE) -> str:
-    """Recording rule: USD per organization over the last hour."""
-    return f"organization:{family(metric('llm_usage'), namespace)}:increase1h"
 
 
 def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
@@ -106,7 +101,7 @@ def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
             usd,
             [
                 promql(
-                    selected(cost_sum, "$__rate_interval", by="organization"),
+                    selected(cost_sum, "$__interval", by="organization"),
                     legend="{{organization}}",
                 )
             ],
@@ -117,9 +112,9 @@ def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
         timeseries_panel(
             "Hourly cost by organization",
             "USD per organization over the trailing hour (recording rule "
-            f"{cost_increase_rule(namespace)}, also used by the cost spike alert).",
+            f"{hourly_rule(cost, namespace)}, also used by the cost spike alert).",
             usd,
-            [promql(f"{cost_increase_rule(namespace)}{{{ORG}}}", legend="{{organization}}")],
+            [promql(f"{hourly_rule(cost, namespace)}{{{ORG}}}", legend="{{organization}}")],
         )
     )
 
@@ -151,8 +146,8 @@ def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
                         for q, ref in zip(QUANTILES, "ABC", strict=True)
                     ),
                     promql(
-                        f"{selected(sums, '$__rate_interval', fn='rate')} / "
-                        f"{selected(counts, '$__rate_interval', fn='rate')}",
+                        f"{selected(sums, '$__rate_interval')} / "
+                        f"{selected(counts, '$__rate_interval')}",
                         legend="mean",
                         ref="D",
                     ),

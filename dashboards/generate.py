@@ -15,7 +15,7 @@ from grafana_foundation_sdk.models import dashboard as md
 
 from dashboards import cost, health, history, usage, yamlout
 from dashboards.common import encode
-from dashboards.rules import rule_groups
+from dashboards.rules import DEFAULT_RUNBOOK_BASE, rule_groups
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "generated"
 RULES_FILE = "prometheus-rules.yml"
@@ -47,10 +47,10 @@ def _configmap(filename: str, content: str) -> dict[str, Any]:
     }
 
 
-def render() -> dict[str, str]:
+def render(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, str]:
     """Relative path -> file content, for everything this command writes."""
     files = {name: encode(build()) for name, build in DASHBOARDS.items()}
-    groups = rule_groups()
+    groups = rule_groups(runbook_base=runbook_base)
     files[RULES_FILE] = yamlout.dump(groups, HEADER)
     kube = f"{KUBE_DIR}/"
     files[f"{kube}grafana-dashboards.yaml"] = yamlout.dump_all(
@@ -76,9 +76,13 @@ def render() -> dict[str, str]:
     return files
 
 
-def main(out: str | None = None, check: bool = False) -> int:
+def main(out: str | None = None, check: bool = False, runbook_base: str | None = None) -> int:
     target = Path(out) if out else DEFAULT_OUT
-    files = render()
+    try:
+        files = render(runbook_base or DEFAULT_RUNBOOK_BASE)
+    except ValueError as exc:
+        print(f"dashboards: {exc}", file=sys.stderr)
+        return 2
     if check:
         stale = [
             name

@@ -13,11 +13,13 @@ from dashboards.common import (
     timeseries_panel,
     up_down,
 )
-from dashboards.promql import JOB, quantile, selected
+from dashboards.promql import JOB, per_replica, quantile, replica_quantile, selected
+from dashboards.rules import HTTP_5XX_RULE, HTTP_RATE_RULE
 
 UID = "dm-pipeline-health"
 P = "dashboard_metrics"
-TICK_BUCKETS = f"{P}_tick_duration_seconds_bucket"
+TICK = f"{P}_tick_duration_seconds"
+TICK_BUCKETS = f"{TICK}_bucket"
 HTTP = f"{P}_http_request_duration_seconds"
 CACHE = f"{P}_cache_requests_total"
 UP = f'up{{job="{JOB}"}}'
@@ -120,8 +122,8 @@ def build() -> md.Dashboard:
                     for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
                 ),
                 promql(
-                    f"sum (rate({P}_tick_duration_seconds_sum[$__rate_interval])) / "
-                    f"sum (rate({P}_tick_duration_seconds_count[$__rate_interval]))",
+                    f"{selected(f'{TICK}_sum', '$__rate_interval', match=ALL)} / "
+                    f"{selected(f'{TICK}_count', '$__rate_interval', match=ALL)}",
                     legend="mean",
                     ref="D",
                 ),
@@ -135,12 +137,12 @@ def build() -> md.Dashboard:
             "short",
             [
                 promql(
-                    selected(f"{P}_ticks_total", "$__rate_interval", match=ALL),
+                    selected(f"{P}_ticks_total", "$__interval", match=ALL),
                     legend="ticks",
                     ref="A",
                 ),
                 promql(
-                    selected(f"{P}_tick_failures_total", "$__rate_interval", match=ALL),
+                    selected(f"{P}_tick_failures_total", "$__interval", match=ALL),
                     legend="failures",
                     ref="B",
                 ),
@@ -166,7 +168,7 @@ def build() -> md.Dashboard:
             "short",
             [
                 promql(
-                    selected(f"{P}_rows_written_total", "$__rate_interval", by="tier", match=ALL),
+                    selected(f"{P}_rows_written_total", "$__interval", by="tier", match=ALL),
                     legend="{{tier}}",
                 )
             ],
@@ -178,20 +180,10 @@ def build() -> md.Dashboard:
     board.add(
         timeseries_panel(
             "Requests by route",
-            "Requests per second by route and status class.",
+            "Requests per second over all serve replicas by route and status class, averaged "
+            f"over 5 minutes (recording rule {HTTP_RATE_RULE}).",
             "reqps",
-            [
-                promql(
-                    selected(
-                        f"{HTTP}_count",
-                        "$__rate_interval",
-                        fn="rate",
-                        by="route, status_class",
-                        match=ALL,
-                    ),
-                    legend="{{route}} {{status_class}}",
-                )
-            ],
+            [promql(HTTP_RATE_RULE, legend="{{route}} {{status_class}}")],
             stacked=True,
         )
     )
@@ -202,7 +194,7 @@ def build() -> md.Dashboard:
             "s",
             [
                 promql(
-                    quantile(0.95, f"{HTTP}_bucket", "$__rate_interval", by="route", match=ALL),
+                    replica_quantile(0.95, f"{HTTP}_bucket", "$__rate_interval", by="route"),
                     legend="{{route}}",
                 )
             ],
@@ -211,9 +203,14 @@ def build() -> md.Dashboard:
     board.add(
         timeseries_panel(
             "5xx error ratio by route",
-            "Fraction of responses with a 5xx status, by route (0 while there are none).",
+            "Fraction of responses with a 5xx status over all serve replicas, by route and for "
+            f"all routes over 5 minutes (recording rule {HTTP_5XX_RULE}, also used by the "
+            "alert); 0 while there are none.",
             "percentunit",
-            [promql(http_5xx_ratio("$__rate_interval", by="route"), legend="{{route}}")],
+            [
+                promql(http_5xx_ratio("$__rate_interval", by="route"), legend="{{route}}"),
+                promql(HTTP_5XX_RULE, legend="all routes (5m)", ref="B"),
+            ],
         )
     )
     board.add(
@@ -233,7 +230,7 @@ def build() -> md.Dashboard:
             "ops",
             [
                 promql(
-                    selected(CACHE, "$__rate_interval", fn="rate", by="result", match=ALL),
+                    per_replica(CACHE, "$__rate_interval", by="result"),
                     legend="{{result}}",
                 )
             ],

@@ -1,6 +1,20 @@
-"""PromQL pieces derived from the metric catalogue (never hard-coded family names)."""
+"""PromQL pieces derived from the metric catalogue (never hard-coded family names).
+
+Two kinds of series, aggregated differently (see the README's "Replicas" section):
+
+- **Global**: the usage families and the aggregator's figures (ticks, failures, tick duration,
+  rows written, last tick, lag) come from the database, so every `serve` replica exposes the
+  same values. Each is deduplicated with `max without (instance, pod)` before any other
+  aggregation, and its movement over a window is the exact difference of two deduplicated values
+  (`moved`), not `increase()`, whose extrapolation depends on when each replica was scraped.
+  The answer is then the same for 1 or N replicas.
+- **Per replica**: HTTP, cache, `database_up`, `build_info`, `process_*`, `python_*` and `up`
+  describe one process; they are summed (traffic) or taken min/max (state) across replicas.
+"""
 
 from __future__ import annotations
+
+import re
 
 from aggregator.catalogue import Metric
 
@@ -8,6 +22,10 @@ DEFAULT_NAMESPACE = "unstract"
 # The Prometheus job that scrapes `dashboard-metrics serve` (compose, Kubernetes, systemd docs).
 JOB = "dashboard-metrics"
 ORG = 'organization=~"$organization"'
+# Target labels that tell replicas of one series apart (static configs, the Operator's pods).
+REPLICA_LABELS = ("instance", "pod")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def family(metric: Metric, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -30,18 +48,62 @@ def bucket_series(metric: Metric, namespace: str = DEFAULT_NAMESPACE) -> str:
     return f"{family(metric, namespace)}_bucket"
 
 
-def selected(series: str, window: str, fn: str = "increase", by: str = "", match: str = ORG) -> str:
-    """`sum [by (...)] (fn(series{organization=~"$organization"}[window]))`."""
+def braces(match: str) -> str:
+    return f"{{{match}}}" if match else ""
+
+
+def dedup(expr: str) -> str:
+    """One series per global series, however many replicas expose it."""
+    return f"max without ({', '.join(REPLICA_LABELS)}) ({expr})"
+
+
+def _add(a: str, b: str) -> str:
+    """Sum of two literal durations (`1h` + `1d` = `90000s`)."""
+    seconds = 0
+    for text in (a, b):
+        found = _DURATION.match(text)
+        if not found:
+            raise ValueError(f"not a literal duration: {text!r}")
+        seconds += int(found.group(1)) * _SECONDS[found.group(2)]
+    return f"{seconds}s"
+
+
+def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
+    """How much a global counter moved over `window` (ending `offset` ago), per series.
+
+    The value at the end minus the value at the start; a series Prometheus has no sample of at
+    the start (a new organization, a Prometheus younger than the window) counts from its first
+    sample in the window, as `increase()` does. The counters never go down (they come from the
+    database, not from a process), so the difference is exact.
+    """
+    selector = f"{series}{braces(match)}"
+    at = f" offset {offset}" if offset else ""
+    start = _add(offset, window) if offset else window
+    end = dedup(f"{selector}{at}")
+    before = dedup(f"{selector} offset {start}")
+    first = dedup(f"min_over_time({selector}[{window}]{at})")
+    return f"({end} - ({before} or {first}))"
+
+
+def selected(series: str, window: str, by: str = "", match: str = ORG) -> str:
+    """`sum [by (...)]` of a global counter's movement over the window (replica-safe)."""
+    grouping = f" by ({by})" if by else ""
+    return f"sum{grouping} {moved(series, window, match)}"
+
+
+def per_replica(series: str, window: str, fn: str = "rate", by: str = "", match: str = "") -> str:
+    """`sum [by (...)] (fn(series[window]))` of a per-replica counter: the total over replicas."""
     grouping = f" by ({by})" if by else ""
     return f"sum{grouping} ({fn}({series}{braces(match)}[{window}]))"
 
 
 def quantile(q: float, buckets: str, window: str, by: str = "", match: str = ORG) -> str:
+    """Quantile of a global histogram over the window (replica-safe)."""
     grouping = f"{by}, le" if by else "le"
-    return (
-        f"histogram_quantile({q}, sum by ({grouping}) (rate({buckets}{braces(match)}[{window}])))"
-    )
+    return f"histogram_quantile({q}, sum by ({grouping}) {moved(buckets, window, match)})"
 
 
-def braces(match: str) -> str:
-    return f"{{{match}}}" if match else ""
+def replica_quantile(q: float, buckets: str, window: str, by: str = "") -> str:
+    """Quantile of a per-replica histogram over all replicas' observations."""
+    grouping = f"{by}, le" if by else "le"
+    return f"histogram_quantile({q}, sum by ({grouping}) (rate({buckets}[{window}])))"

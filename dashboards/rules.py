@@ -3,19 +3,32 @@
 Each alert keeps its `signal` (the expression that carries data) apart from its condition, so the
 tests can check that the signal returns data from a real Prometheus and that the condition fires
 and stays silent where it should (`promtool test rules`). Each alert has a runbook section in the
-README's operations guide; `runbook_url` points at its anchor.
+README's operations guide; `runbook_url` points at its anchor under an absolute base URL.
+
+Counters that come from the database are deduplicated across serve replicas and measured
+with `promql.moved` (see dashboards/promql.py), so the rules answer the same for 1 or N
+replicas.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from aggregator.catalogue import CATALOGUE, metric
-from dashboards.promql import DEFAULT_NAMESPACE, JOB, family, value_series
+from aggregator.catalogue import CATALOGUE, Metric, metric
+from dashboards.promql import (
+    DEFAULT_NAMESPACE,
+    JOB,
+    REPLICA_LABELS,
+    dedup,
+    moved,
+    value_series,
+)
 
-# Runbooks live in the README's operations guide; point this at your copy when you fork.
-RUNBOOK_BASE = "README.md"
+# Runbooks are the README's "Alert runbooks" sections: `runbook_url` is this base plus
+# `#<alert name in lower case>`. Point it at your copy with `dashboards --runbook-base-url`.
+DEFAULT_RUNBOOK_BASE = "https://runbooks.example.com/dashboard-metrics/README.md"
 STALE_MINUTES = 10
 LAG_SECONDS = 900
 FAILURES_IN_15M = 3
@@ -23,12 +36,23 @@ HTTP_5XX_RATIO = 0.05
 COST_SPIKE_FACTOR = 3
 COST_SPIKE_MIN_USD = 1.0
 HTTP_COUNT = "dashboard_metrics_http_request_duration_seconds_count"
-HTTP_5XX_RULE = "dashboard_metrics:http_5xx_ratio:rate5m"
-HTTP_RATE_RULE = "route_status_class:dashboard_metrics_http_requests:rate5m"
+# Recording rules are named level:metric:operations (Prometheus's convention).
+HTTP_RATE_RULE = f"route_status_class:{HTTP_COUNT}:rate5m"
+HTTP_5XX_RULE = "job:dashboard_metrics_http_5xx_per_requests:ratio_rate5m"
+LAST_TICK = "dashboard_metrics_last_successful_tick_timestamp_seconds"
 
 
-def hourly_rule(metric_family: str) -> str:
-    return f"organization:{metric_family}:increase1h"
+def hourly_rule(m: Metric, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """Recording rule: a catalogue metric's value per organization over the last hour."""
+    return f"organization:{value_series(m, namespace)}:increase1h"
+
+
+def check_runbook_base(base: str) -> str:
+    """The base must be an absolute http(s) URL: alert receivers cannot resolve anything else."""
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+        raise ValueError(f"runbook base URL must be an absolute http(s) URL: {base!r}")
+    return base
 
 
 @dataclass(frozen=True)
@@ -45,7 +69,7 @@ class Alert:
     def anchor(self) -> str:
         return self.name.lower()
 
-    def rule(self) -> dict[str, Any]:
+    def rule(self, runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, Any]:
         return {
             "alert": self.name,
             "expr": self.expr,
@@ -54,7 +78,7 @@ class Alert:
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
-                "runbook_url": f"{RUNBOOK_BASE}#{self.anchor}",
+                "runbook_url": f"{check_runbook_base(runbook_base)}#{self.anchor}",
             },
         }
 
@@ -62,8 +86,8 @@ class Alert:
 def recording_rules(namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
     rules = [
         {
-            "record": hourly_rule(family(m, namespace)),
-            "expr": f"sum by (organization) (increase({value_series(m, namespace)}[1h]))",
+            "record": hourly_rule(m, namespace),
+            "expr": f"sum by (organization) {moved(value_series(m, namespace), '1h', match='')}",
         }
         for m in CATALOGUE
     ]
@@ -77,8 +101,9 @@ def recording_rules(namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
         {
             "record": HTTP_5XX_RULE,
             "expr": (
-                f'(sum (rate({HTTP_COUNT}{{status_class="5xx"}}[5m])) '
-                f"or sum (rate({HTTP_COUNT}[5m])) * 0) / sum (rate({HTTP_COUNT}[5m]))"
+                f'(sum by (job) (rate({HTTP_COUNT}{{status_class="5xx"}}[5m])) '
+                f"or sum by (job) (rate({HTTP_COUNT}[5m])) * 0) "
+                f"/ sum by (job) (rate({HTTP_COUNT}[5m]))"
             ),
         }
     )
@@ -87,12 +112,15 @@ def recording_rules(namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
 
 def alerts(namespace: str = DEFAULT_NAMESPACE) -> list[Alert]:
     up = f'up{{job="{JOB}"}}'
-    since = "time() - max(dashboard_metrics_last_successful_tick_timestamp_seconds)"
+    since = f"time() - max({LAST_TICK})"
     lag = "max(dashboard_metrics_rollup_lag_seconds)"
-    failures = "sum (increase(dashboard_metrics_tick_failures_total[15m]))"
-    cost = hourly_rule(family(metric("llm_usage"), namespace))
-    cost_sum = value_series(metric("llm_usage"), namespace)
-    baseline = f"sum by (organization) (increase({cost_sum}[1d] offset 1h)) / 24"
+    database = dedup("dashboard_metrics_database_up")
+    failures = f"sum {moved('dashboard_metrics_tick_failures_total', '15m', match='')}"
+    cost_metric = metric("llm_usage")
+    cost = hourly_rule(cost_metric, namespace)
+    day = moved(value_series(cost_metric, namespace), "1d", match="", offset="1h")
+    baseline = f"sum by (organization) {day} / 24"
+    replicas = ", ".join(REPLICA_LABELS)
     return [
         Alert(
             "DashboardMetricsExporterDown",
@@ -113,6 +141,28 @@ def alerts(namespace: str = DEFAULT_NAMESPACE) -> list[Alert]:
             f"No successful aggregator tick for {STALE_MINUTES} minutes",
             "The last successful aggregator tick was {{ $value | humanizeDuration }} ago; "
             "the rollups, the API and /metrics are going stale.",
+        ),
+        Alert(
+            "DashboardMetricsDatabaseDown",
+            database,
+            f"{database} == 0",
+            "2m",
+            "critical",
+            "dashboard-metrics cannot read its rollup database",
+            "No serve replica of {{ $labels.job }} has read the rollup database for 2 minutes "
+            f"(dashboard_metrics_database_up, the best over {replicas}): /metrics carries no "
+            "usage or aggregator series and the JSON API fails.",
+        ),
+        Alert(
+            "DashboardMetricsTickSeriesAbsent",
+            f"max({LAST_TICK})",
+            f"absent({LAST_TICK})",
+            f"{STALE_MINUTES}m",
+            "critical",
+            "No aggregator tick is visible",
+            f"No {LAST_TICK} series for {STALE_MINUTES} minutes: the rollup database is "
+            "unreachable, the aggregator has never committed a tick, or serve is not scraped. "
+            "DashboardMetricsAggregatorStale cannot fire without it.",
         ),
         Alert(
             "DashboardMetricsRollupLagHigh",
@@ -157,10 +207,15 @@ def alerts(namespace: str = DEFAULT_NAMESPACE) -> list[Alert]:
     ]
 
 
-def rule_groups(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
+def rule_groups(
+    namespace: str = DEFAULT_NAMESPACE, runbook_base: str = DEFAULT_RUNBOOK_BASE
+) -> dict[str, Any]:
     return {
         "groups": [
             {"name": "dashboard-metrics.recording", "rules": recording_rules(namespace)},
-            {"name": "dashboard-metrics.alerts", "rules": [a.rule() for a in alerts(namespace)]},
+            {
+                "name": "dashboard-metrics.alerts",
+                "rules": [a.rule(runbook_base) for a in alerts(namespace)],
+            },
         ]
     }

@@ -24,7 +24,8 @@ from dashboards.common import (
     timeseries_panel,
     transformation,
 )
-from dashboards.promql import DEFAULT_NAMESPACE, selected, value_series
+from dashboards.promql import DEFAULT_NAMESPACE, ORG, selected, value_series
+from dashboards.rules import hourly_rule
 
 UID = "dm-usage-overview"
 
@@ -71,9 +72,7 @@ def build(
                 panel_unit(metric),
                 [
                     promql(
-                        selected(
-                            value_series(metric, namespace), "$__rate_interval", by="organization"
-                        ),
+                        selected(value_series(metric, namespace), "$__interval", by="organization"),
                         legend="{{organization}}",
                     )
                 ],
@@ -129,6 +128,37 @@ def build(
             [
                 promql(
                     selected(value_series(m, namespace), "$__range", by="organization"),
+                    legend=m.name,
+                    ref=ref,
+                    instant=True,
+                    fmt="table",
+                )
+                for m, ref in zip(metrics, refs, strict=True)
+            ],
+            transformations=[
+                transformation("merge"),
+                transformation(
+                    "organize",
+                    {
+                        "excludeByName": {"Time": True},
+                        "renameByName": {
+                            f"Value #{ref}": m.name for m, ref in zip(metrics, refs, strict=True)
+                        },
+                    },
+                ),
+            ],
+            overrides={m.name: panel_unit(m) for m in metrics},
+        )
+    )
+    board.add(
+        table_panel(
+            "Last hour per organization",
+            "One row per organization, one column per metric: the trailing hour at the end of "
+            "the range, from the recording rules organization:<series>:increase1h.",
+            "short",
+            [
+                promql(
+                    f"{hourly_rule(m, namespace)}{{{ORG}}}",
                     legend=m.name,
                     ref=ref,
                     instant=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -67,8 +68,9 @@ class Stack:
     env: dict[str, str]
     pg_url: str
     orgs: list[str]
-    serve: str
-    prometheus: str
+    serve: str  # replica A: the one the JSON API traffic goes to
+    prometheus: str  # scrapes both serve replicas
+    single: str = ""  # scrapes replica A only
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
@@ -82,11 +84,16 @@ class Stack:
         assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
         return result.stdout
 
-    def query(self, expr: str) -> list[Any]:
-        url = f"{self.prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    def query(self, expr: str, server: str = "", at: float | None = None) -> list[Any]:
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        url = f"{server or self.prometheus}/api/v1/query?" + urllib.parse.urlencode(params)
         body = get_json(url)
         assert body["status"] == "success", body
         return body["data"]["result"]  # type: ignore[no-any-return]
+
+    def scalar(self, expr: str, server: str = "") -> float:
+        (sample,) = self.query(expr, server)
+        return float(sample["value"][1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -98,24 +105,53 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
+def _prometheus(tmp: Path, name: str, targets: list[str], rules: Path) -> tuple[list[str], str]:
+    """Command line and URL of a private Prometheus scraping `targets` every second."""
+    port = free_port()
+    config = tmp / f"{name}.yml"
+    config.write_text(
+        json.dumps(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "scrape_configs": [
+                    {
+                        "job_name": JOB,
+                        "metrics_path": "/metrics",
+                        "static_configs": [{"targets": targets}],
+                    }
+                ],
+            }
+        )
+    )
+    command = [
+        str(PROMETHEUS),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / f'{name}-tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    return command, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Two `serve` replicas over one rollup database; one Prometheus scrapes both, another
+    only the first. Both load the same rule file (so their rule evaluations line up)."""
     assert PROMETHEUS, "prometheus is not installed: .ci/run installs Debian's prometheus package"
     tmp = tmp_path_factory.mktemp("live")
     name = f"dm_dash_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     pg_url = f"{PG_ADMIN.rsplit('/', 1)[0]}/{name}"
-    port = free_port()
+    ports = [free_port(), free_port()]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_METRICS_")},
         "DASHBOARD_METRICS_DATABASE_URL": pg_url.replace("postgresql://", "postgresql+psycopg://"),
         "DASHBOARD_METRICS_DATA_DIR": str(tmp),
-        "DASHBOARD_METRICS_PORT": str(port),
         "DASHBOARD_METRICS_LOG_LEVEL": "WARNING",
     }
     processes: list[subprocess.Popen[bytes]] = []
-    stack = Stack(env, pg_url, [], f"http://127.0.0.1:{port}", "")
+    stack = Stack(env, pg_url, [], f"http://127.0.0.1:{ports[0]}", "")
     try:
         out = stack.cli(
             "generate-test-data", "--orgs", "3", "--days", "100", "--records-per-day", "4"
@@ -124,50 +160,38 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack.cli("migrate")
         stack.cli("backfill", "--days", "100")
         stack.cli("aggregate", "--once")
-        log = (tmp / "serve.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "dashboard_metrics.cli", "serve"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        for i, port in enumerate(ports):
+            log = (tmp / f"serve-{i}.log").open("wb")
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "dashboard_metrics.cli", "serve"],
+                    cwd=ROOT,
+                    env={**env, "DASHBOARD_METRICS_PORT": str(port)},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
-        )
-        wait_for(lambda: get_json(f"{stack.serve}/healthz"), "serve")
+        for port in ports:
+            wait_for(lambda p=port: get_json(f"http://127.0.0.1:{p}/healthz"), "serve")
 
-        prom_port = free_port()
         rules = tmp / "rules.yml"
         shutil.copy(GENERATED / generate.RULES_FILE, rules)
-        (tmp / "prometheus.yml").write_text(
-            json.dumps(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(rules)],
-                    "scrape_configs": [
-                        {
-                            "job_name": JOB,
-                            "metrics_path": "/metrics",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-                        }
-                    ],
-                }
+        targets = [f"127.0.0.1:{port}" for port in ports]
+        both, stack.prometheus = _prometheus(tmp, "both", targets, rules)
+        single, stack.single = _prometheus(tmp, "single", targets[:1], rules)
+        for command, label in ((both, "both"), (single, "single")):
+            processes.append(
+                subprocess.Popen(
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(tmp / f"prometheus-{label}.log").open("wb"),
+                )
             )
-        )
-        processes.append(
-            subprocess.Popen(
-                [
-                    PROMETHEUS,
-                    f"--config.file={tmp / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(tmp / "prometheus.log").open("wb"),
+        for server, count in ((stack.prometheus, 2), (stack.single, 1)):
+            wait_for(
+                lambda s=server, n=count: stack.query(f'count(up{{job="{JOB}"}} == 1) == {n}', s),
+                "the first scrape of every replica",
             )
-        )
-        stack.prometheus = f"http://127.0.0.1:{prom_port}"
-        wait_for(lambda: stack.query(f'up{{job="{JOB}"}} == 1'), "the first scrape")
         # Traffic for the HTTP and cache families, then new source rows and a tick between
         # scrapes so that the usage counters move.
         for org in stack.orgs:
@@ -176,16 +200,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     f"{stack.serve}/api/v1/unstract/{org}/metrics/{path}", timeout=30
                 ).read()
         get_json(f"{stack.serve}/readyz")
+        ticks = stack.scalar("max(dashboard_metrics_ticks_total)")
         time.sleep(2)
         stack.cli(
             "generate-test-data",
             *("--org-id", stack.orgs[0], "--days", "1", "--records-per-day", "6", "--seed", "7"),
         )
         stack.cli("aggregate", "--once")
-        wait_for(
-            lambda: stack.query("sum(increase(dashboard_metrics_ticks_total[1m])) > 0"),
-            "a scrape after the second tick",
-        )
+        # Steady state: every replica, in both Prometheus servers, has been scraped after the
+        # tick (the aggregator's counters and the usage totals are read in one snapshot).
+        for server, count in ((stack.prometheus, 2), (stack.single, 1)):
+            wait_for(
+                lambda s=server, n=count: stack.query(
+                    f"count(dashboard_metrics_ticks_total > {ticks}) == {n}", s
+                ),
+                "a scrape of every replica after the second tick",
+            )
         time.sleep(3)  # a few more scrapes and rule evaluations
         yield stack
     finally:
@@ -216,6 +246,45 @@ def test_every_promql_expression_returns_data(stack: Stack) -> None:
     assert len(expressions) > 100
     empty = [f"{where}: {expr}" for where, expr in expressions if not stack.query(expr)]
     assert not empty, "no data for:\n" + "\n".join(empty)
+
+
+# Families about one serve process (its traffic, its own view of the database, its build, its
+# scrape): they differ between one and two replicas by nature and are summed or min/maxed.
+PER_REPLICA = re.compile(
+    r"\bup\{|dashboard_metrics_(?:http_|cache_|database_up|build_info)|\bprocess_|\bpython_"
+)
+# Computed by serve at scrape time: equal up to the scrapes' few milliseconds apart.
+SCRAPE_TIME = re.compile(r"dashboard_metrics_rollup_lag_seconds")
+
+
+def _answer(result: list[Any]) -> list[tuple[str, str]]:
+    return sorted((json.dumps(r["metric"], sort_keys=True), r["value"][1]) for r in result)
+
+
+def test_one_or_two_replicas_give_the_same_answers(stack: Stack) -> None:
+    """Every usage and aggregator expression and rule, evaluated at one instant by a Prometheus
+    scraping one replica and by one scraping two, gives exactly the same series and values."""
+    at = time.time() - 1.5  # both servers have evaluated their rules for this instant
+    compared, nonzero, different = 0, 0, []
+    for where, expr in _promql():
+        if PER_REPLICA.search(expr):
+            continue
+        one = stack.query(expr, stack.single, at)
+        two = stack.query(expr, stack.prometheus, at)
+        assert one and two, f"{where}: no data: {expr}"
+        if SCRAPE_TIME.search(expr):
+            assert [m for m, _ in _answer(one)] == [m for m, _ in _answer(two)], where
+            assert abs(float(one[0]["value"][1]) - float(two[0]["value"][1])) < 5, where
+            continue
+        compared += 1
+        if _answer(one) != _answer(two):
+            different.append(f"{where}: {expr}\n  1 replica:  {one}\n  2 replicas: {two}")
+        nonzero += any(float(r["value"][1]) not in (0.0,) and r["value"][1] != "NaN" for r in one)
+    assert not different, "1 vs 2 replicas differ:\n" + "\n".join(different)
+    assert compared > 100 and nonzero > 50, (compared, nonzero)
+    # The comparison can tell: summed over targets, the raw families double with two replicas.
+    for naive in ("sum(unstract_llm_calls_total)", "sum(dashboard_metrics_ticks_total)"):
+        assert stack.scalar(naive, stack.prometheus) == 2 * stack.scalar(naive, stack.single)
 
 
 def test_usage_counters_moved_between_scrapes(stack: Stack) -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -102,6 +103,29 @@ def test_alerts_have_summary_description_and_runbook() -> None:
             assert anchor in headings, f"no runbook section for {rule['alert']} in the README"
 
 
+def test_runbook_urls_are_absolute_under_a_configurable_base(tmp_path: Path) -> None:
+    base = "https://wiki.example.org/ops/dashboard-metrics.md"
+    assert generate.main(str(tmp_path), runbook_base=base) == 0
+    rules = yaml.safe_load((tmp_path / generate.RULES_FILE).read_text())
+    urls = [
+        r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r
+    ]
+    assert urls and all(
+        u.startswith(f"{base}#dashboardmetrics") or u.startswith(f"{base}#unstract") for u in urls
+    )
+    kube = yaml.safe_load((tmp_path / "kubernetes" / "prometheusrule.yaml").read_text())
+    assert kube["spec"] == rules
+    shipped = yaml.safe_load((GENERATED / generate.RULES_FILE).read_text())
+    for group in shipped["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                url = urlsplit(rule["annotations"]["runbook_url"])
+                assert url.scheme == "https" and url.netloc and url.fragment
+    for bad in ("README.md", "/runbooks", "ftp://host/x", "https://host/x#frag"):
+        assert generate.main(str(tmp_path / "bad"), runbook_base=bad) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 def _series(name: str, values: str) -> dict[str, str]:
     return {"series": name, "values": values}
 
@@ -127,6 +151,9 @@ HTTP = "dashboard_metrics_http_request_duration_seconds_count"
 COST = "unstract_llm_call_cost_usd_sum"
 UP = 'up{job="dashboard-metrics", instance="dm:8080"}'
 UP_LABELS = {**CRITICAL, "job": "dashboard-metrics", "instance": "dm:8080"}
+DB_UP = 'dashboard_metrics_database_up{{job="dashboard-metrics", instance="{}"}}'
+FAILURES = 'dashboard_metrics_tick_failures_total{{job="dashboard-metrics", instance="{}"}}'
+LAST_TICK = "dashboard_metrics_last_successful_tick_timestamp_seconds"
 SCENARIOS: dict[str, list[dict[str, Any]]] = {
     "DashboardMetricsExporterDown": [
         _case([_series(UP, "0x10")], [("DashboardMetricsExporterDown", "7m", [UP_LABELS])]),
@@ -147,6 +174,39 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
             [("DashboardMetricsAggregatorStale", "20m", [])],
         ),
     ],
+    "DashboardMetricsDatabaseDown": [
+        # Every replica reports the database down: one alert for the job, not one per replica.
+        _case(
+            [_series(DB_UP.format("a"), "1 1 0x10"), _series(DB_UP.format("b"), "1 0x11")],
+            [("DashboardMetricsDatabaseDown", "8m", [{**CRITICAL, "job": "dashboard-metrics"}])],
+        ),
+        # One replica still reads it: the database is up (that replica's readiness tells).
+        _case(
+            [_series(DB_UP.format("a"), "0x10"), _series(DB_UP.format("b"), "1x10")],
+            [("DashboardMetricsDatabaseDown", "8m", [])],
+        ),
+        _case(
+            [_series(DB_UP.format("a"), "0 0 1x8")],
+            [("DashboardMetricsDatabaseDown", "8m", [])],
+        ),
+    ],
+    "DashboardMetricsTickSeriesAbsent": [
+        # The database is down: serve drops the tick series, so AggregatorStale goes silent.
+        _case(
+            [
+                _series(DB_UP.format("a"), "0x25"),
+                _series(LAST_TICK, "0+60x3 _x22"),
+            ],
+            [
+                ("DashboardMetricsTickSeriesAbsent", "20m", [CRITICAL]),
+                ("DashboardMetricsAggregatorStale", "20m", []),
+            ],
+        ),
+        _case(
+            [_series(LAST_TICK, "0+60x25")],
+            [("DashboardMetricsTickSeriesAbsent", "20m", [])],
+        ),
+    ],
     "DashboardMetricsRollupLagHigh": [
         _case(
             [_series("dashboard_metrics_rollup_lag_seconds", "1000x30")],
@@ -165,6 +225,15 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
         _case(
             [_series("dashboard_metrics_tick_failures_total", "0 0 0 1x27")],
             [("DashboardMetricsTickFailures", "20m", [])],
+        ),
+        # Two replicas expose the same two failures: still two, below the threshold.
+        _case(
+            [_series(FAILURES.format(i), "0x10 2x10") for i in "ab"],
+            [("DashboardMetricsTickFailures", "15m", [])],
+        ),
+        _case(
+            [_series(FAILURES.format(i), "0x10 3x10") for i in "ab"],
+            [("DashboardMetricsTickFailures", "15m", [BASE])],
         ),
     ],
     "DashboardMetricsHttp5xxRatioHigh": [
@@ -203,6 +272,21 @@ SCENARIOS: dict[str, list[dict[str, Any]]] = {
                 _series(f'{COST}{{organization="org_c"}}', "0+0.0001x1560 0.156+0.01x120"),
             ],
             [("UnstractLlmCostSpike", "27h", [])],
+        ),
+        # Two replicas: org_a's spike fires once, without replica labels; org_c's 0.6 USD hour
+        # (under the 1 USD floor) stays silent although two replicas expose it.
+        _case(
+            [
+                *(
+                    _series(f'{COST}{{organization="{org}", instance="{i}"}}', values)
+                    for i in "ab"
+                    for org, values in (
+                        ("org_a", "0+0.01x1560 15.6+0.2x120"),
+                        ("org_c", "0+0.0001x1560 0.156+0.01x120"),
+                    )
+                ),
+            ],
+            [("UnstractLlmCostSpike", "27h", [{**BASE, "organization": "org_a"}])],
         ),
     ],
 }
