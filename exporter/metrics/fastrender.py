@@ -29,17 +29,27 @@ def _help(text: str, openmetrics: bool) -> str:
     return text.replace('"', r"\"") if openmetrics else text
 
 
-def _header(out: list[str], name: str, kind: str, doc: str, openmetrics: bool) -> None:
-    # Text format names a counter family with its _total suffix, OpenMetrics without it.
+def _header(
+    out: list[str], name: str, kind: str, doc: str, openmetrics: bool, unit: str = ""
+) -> None:
+    # Text format names a counter family with its _total suffix, OpenMetrics without it; only
+    # OpenMetrics has UNIT lines.
     shown = name if openmetrics or kind != "counter" else f"{name}_total"
     out.append(f"# HELP {shown} {_help(doc, openmetrics)}\n# TYPE {shown} {kind}\n")
+    if unit and openmetrics:
+        out.append(f"# UNIT {shown} {unit}\n")
 
 
 def _counter(
-    out: list[str], name: str, doc: str, samples: Sequence[tuple[str, float]], om: bool
+    out: list[str],
+    name: str,
+    doc: str,
+    samples: Sequence[tuple[str, float]],
+    om: bool,
+    unit: str = "",
 ) -> None:
     base = name.removesuffix("_total")
-    _header(out, base, "counter", doc, om)
+    _header(out, base, "counter", doc, om, unit)
     total = f"{base}_total"
     out.extend(
         f'{total}{{organization="{_label(org)}"}} {floatToGoString(value)}\n'
@@ -54,8 +64,9 @@ def _histogram(
     metric: CatalogueMetric,
     rows: Sequence[TotalsRow],
     om: bool,
+    unit: str,
 ) -> None:
-    _header(out, name, "histogram", doc, om)
+    _header(out, name, "histogram", doc, om, unit)
     bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
     for org, _name, value, _count, raw, _true in rows:
         per_bucket = json.loads(raw) if raw else []
@@ -75,19 +86,19 @@ def _histogram(
 
 def render(
     series: Mapping[str, Sequence[TotalsRow]],
-    names: Mapping[str, tuple[str, str, str, str]],
+    names: Mapping[str, tuple[str, str, str, str, str]],
     openmetrics: bool,
 ) -> bytes:
     """``series``: metric -> rows sorted by organization; ``names``: metric -> (family name,
-    help, corrections family name, corrections help)."""
+    help, corrections family name, corrections help, OpenMetrics unit)."""
     out: list[str] = []
     for metric in CATALOGUE:
         rows = series.get(metric.name, ())
-        name, doc, fix_name, fix_doc = names[metric.name]
+        name, doc, fix_name, fix_doc, unit = names[metric.name]
         if metric.is_histogram:
-            _histogram(out, name, doc, metric, rows, openmetrics)
+            _histogram(out, name, doc, metric, rows, openmetrics, unit)
         else:
-            _counter(out, name, doc, [(r[0], float(r[3])) for r in rows], openmetrics)
+            _counter(out, name, doc, [(r[0], float(r[3])) for r in rows], openmetrics, unit)
         fixes = [(r[0], float(max(0, r[3] - r[5]))) for r in rows]
         _counter(out, fix_name, fix_doc, fixes, openmetrics)
     return "".join(out).encode()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import hdrs, web
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from sqlalchemy import select
@@ -25,7 +26,7 @@ from aggregator.rollup_tables import aggregator_state
 from aggregator.totals import TOTALS_VERSION
 from exporter.dbcall import run_db
 from exporter.keys import CLOCK, ROLLUP, SETTINGS
-from exporter.metrics import service
+from exporter.metrics import runtime, service
 from exporter.metrics.config import MetricsConfig
 from exporter.metrics.usage import Built, FamiliesCollector, UsageCache
 from exporter.stats import STATS
@@ -35,6 +36,7 @@ log = logging.getLogger("dashboard_metrics.metrics")
 CONFIG = web.AppKey("metrics_config", MetricsConfig)
 CACHE = web.AppKey("metrics_usage_cache", UsageCache)
 RENDERER = web.AppKey("metrics_renderer", ThreadPoolExecutor)
+RUNTIME = web.AppKey("metrics_runtime", CollectorRegistry)
 
 STATE_KEYS = (
     state.LAST_TICK,
@@ -162,7 +164,7 @@ async def metrics(request: web.Request) -> web.Response:
         now=app[CLOCK](),
         version=config.version,
     )
-    families = service.families(inputs)
+    families = service.families(inputs) + runtime.families(app[RUNTIME])
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
     gzip_ok = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     # Rendering tens of thousands of samples is CPU work: keep the event loop free, in a pool
@@ -218,5 +220,6 @@ def setup(app: web.Application) -> None:
     app[CACHE] = UsageCache()
     app[GATE] = DbGate()
     app[RENDERER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-render")
+    app[RUNTIME] = runtime.registry()
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(prewarming)

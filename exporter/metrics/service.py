@@ -12,6 +12,7 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
     Metric,
 )
 from prometheus_client.utils import floatToGoString
@@ -58,6 +59,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
     histogram = HistogramMetricFamily(
         f"{PREFIX}_tick_duration_seconds",
         "Wall time of committed aggregator ticks (from aggregator_state).",
+        unit="seconds",
     )
     histogram.add_metric(
         [],
@@ -81,6 +83,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
                 "Start (Unix time) of the last committed aggregator tick: the rollups reflect "
                 "the source tables as of then.",
                 value=started.timestamp(),
+                unit="seconds",
             )
         )
         families.append(
@@ -88,6 +91,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
                 f"{PREFIX}_rollup_lag_seconds",
                 "Seconds from the start of the last committed aggregator tick to this scrape.",
                 value=max(0.0, (now - started).total_seconds()),
+                unit="seconds",
             )
         )
     return families
@@ -98,6 +102,7 @@ def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metr
         f"{PREFIX}_http_request_duration_seconds",
         "HTTP request handling time of this service replica, by route template.",
         labels=["route", "method", "status_class"],
+        unit="seconds",
     )
     for (route, method, status_class), hist in sorted(http.items()):
         family.add_metric(
@@ -109,10 +114,11 @@ def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metr
 
 
 def families(inputs: ServiceInputs) -> list[Metric]:
-    info = GaugeMetricFamily(
-        f"{PREFIX}_build_info", "Version of this dashboard-metrics service.", labels=["version"]
+    # An OpenMetrics info family: dashboard_metrics_build_info{version="..."} 1 in both formats.
+    info = InfoMetricFamily(
+        f"{PREFIX}_build", "Version of this dashboard-metrics service.", labels=["version"]
     )
-    info.add_metric([inputs.version], 1)
+    info.add_metric([inputs.version], {})
     up = GaugeMetricFamily(
         f"{PREFIX}_database_up",
         "1 when this scrape read the rollup database, 0 when it could not (usage families "

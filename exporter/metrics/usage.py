@@ -35,6 +35,14 @@ def base_name(metric: CatalogueMetric) -> str:
     return name[: -len("_total")] if name.endswith("_total") else name
 
 
+def unit_of(metric: CatalogueMetric) -> str:
+    """The OpenMetrics unit of a usage family: the catalogue's unit where the family name ends
+    with it (`..._cost_usd`, `..._pages`, `..._tokens`), else none (OpenMetrics requires the
+    suffix, and renaming a family would break the contract)."""
+    unit = metric.unit.lower()
+    return unit if base_name(metric).endswith(f"_{unit}") else ""
+
+
 def family_name(namespace: str, metric: CatalogueMetric) -> str:
     return f"{namespace}_{metric.prometheus_name}"
 
@@ -101,14 +109,15 @@ def select_series(rows: Iterable[TotalsRow], config: MetricsConfig) -> dict[str,
     return {name: sorted(series) for name, series in by_metric.items()}
 
 
-def family_names(namespace: str) -> dict[str, tuple[str, str, str, str]]:
-    """metric -> (family name, help, corrections family name, corrections help)."""
+def family_names(namespace: str) -> dict[str, tuple[str, str, str, str, str]]:
+    """metric -> (family name, help, corrections family name, corrections help, unit)."""
     return {
         m.name: (
             family_name(namespace, m),
             _help(namespace, m),
             corrections_name(namespace, m),
             _corrections_help(namespace, m),
+            unit_of(m),
         )
         for m in CATALOGUE
     }
@@ -126,7 +135,9 @@ def families_from(by_metric: dict[str, list[TotalsRow]], ns: str) -> tuple[Metri
         if metric.is_histogram:
             family = _histogram(ns, metric, series)
         else:
-            family = CounterMetricFamily(family_name(ns, metric), _help(ns, metric))
+            family = CounterMetricFamily(
+                family_name(ns, metric), _help(ns, metric), unit=unit_of(metric)
+            )
             total = f"{family.name}_total"
             # Samples appended directly: add_metric's per-call work dominated large scrapes.
             family.samples = [Sample(total, {"organization": r[0]}, float(r[3])) for r in series]
@@ -142,7 +153,7 @@ def families_from(by_metric: dict[str, list[TotalsRow]], ns: str) -> tuple[Metri
 
 
 def _histogram(ns: str, metric: CatalogueMetric, series: Sequence[TotalsRow]) -> Metric:
-    family = HistogramMetricFamily(family_name(ns, metric), _help(ns, metric))
+    family = HistogramMetricFamily(family_name(ns, metric), _help(ns, metric), unit=unit_of(metric))
     bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
     bucket, count_name, sum_name = (f"{family.name}_{part}" for part in ("bucket", "count", "sum"))
     samples = family.samples
