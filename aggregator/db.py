@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from aggregator.settings import Settings, redact
 from aggregator.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
@@ -25,10 +26,46 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def _prepare_sqlite(url: URL) -> dict[str, Any]:
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return {"connect_args": {"timeout": 60, "check_same_thread": False}}
+def _sqlite_file(url: URL) -> Path | None:
+    return Path(url.database) if url.database and url.database != ":memory:" else None
+
+
+def _sqlite_engine(url: URL, *, create: bool) -> Engine:
+    """A SQLite engine. Readers (``create=False``) open the file read-write but never create
+    it: a service must not leave an empty database where the real one was moved away."""
+    path = _sqlite_file(url)
+    connect_args: dict[str, Any] = {"timeout": 60, "check_same_thread": False}
+    if path is not None and create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif path is not None:
+        url = url.set(database=path.resolve().as_uri(), query={"mode": "rw", "uri": "true"})
+    engine = create_engine(url, connect_args=connect_args)
+    if path is not None:
+        _follow_file(engine, path)
+    return engine
+
+
+def _follow_file(engine: Engine, path: Path) -> None:
+    """Pooled connections hold the file they opened. When the path is replaced (restored from
+    a backup) or gone, they would keep reading or writing the old file for as long as they
+    live: checkout drops them, so the engine follows the path within one request."""
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info["file"] = identity()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(_dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        opened = record.info.get("file")
+        if opened is None or opened != identity():
+            raise DisconnectionError(f"SQLite file {path} was moved, replaced or deleted")
 
 
 def _sqlite_pragmas(engine: Engine, *, immediate: bool) -> None:
@@ -81,7 +118,7 @@ def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
     readers (the HTTP service) never wait for a tick."""
     url = normalize_url(settings.rollup_url)
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, **_prepare_sqlite(url))
+        engine = _sqlite_engine(url, create=writer)
         _sqlite_pragmas(engine, immediate=writer)
         return engine
     return create_engine(
@@ -95,7 +132,7 @@ def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
     url = normalize_url(settings.source_url)
     translate = {SOURCE_SCHEMA: settings.effective_source_schema}
     if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, **_prepare_sqlite(url))
+        engine = _sqlite_engine(url, create=not interactive)
         _sqlite_pragmas(engine, immediate=False)
         if interactive:
             _sqlite_statement_timeout(engine, settings.statement_timeout_seconds)
