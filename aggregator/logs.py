@@ -4,9 +4,37 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
+
+REDACTED = "[redacted]"
+# Credentials whatever their value: a bearer token, Basic credentials, a raw header line that
+# a library quotes in an error (aiohttp quotes malformed header lines).
+_CREDENTIALS = re.compile(
+    r"(?i)\b((?:proxy-)?authorization\s*:\s*|cookie\s*:\s*)[^\"'\r\n]+"
+    r"|\b(bearer\s+|basic\s+)[^\s\"'\\]+"
+)
+_secrets: set[str] = set()
+
+
+def redact(secrets: Iterable[str]) -> None:
+    """Never write these (API keys, tokens, passwords) to a log line, in any of the forms they
+    take in a message: as is, JSON-escaped, or inside a Python bytes repr."""
+    for secret in secrets:
+        if len(secret) < 4:
+            continue  # too short to scrub without mangling every line; settings forbid less
+        raw = repr(secret.encode())[2:-1]
+        _secrets.update({secret, json.dumps(secret)[1:-1], raw, json.dumps(raw)[1:-1]})
+
+
+def scrub(text: str) -> str:
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return _CREDENTIALS.sub(lambda m: (m.group(1) or m.group(2)) + REDACTED, text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +50,8 @@ class JsonFormatter(logging.Formatter):
             payload.update(fields)
         if record.exc_info and record.exc_info[0] is not None:
             payload["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
-        return json.dumps(payload, default=str)
+            payload["traceback"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(payload, default=str))
 
 
 def setup(level: str = "INFO") -> None:
