@@ -52,6 +52,8 @@ class Settings:
     cache_enabled: bool = True  # false: the JSON API reads the database on every request
     cache_ttl_current_bucket: int = 60  # seconds; the hour bucket holding "now" (and later ones)
     cache_ttl_historical: int = 28800  # seconds; older hour buckets
+    cache_max_bytes: int = 64 * 1024 * 1024  # the API's in-process cache layers, in all
+    http_header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
 
     @property
     def rollup_url(self) -> str:
@@ -134,6 +136,8 @@ def validate(settings: Settings) -> Settings:
         "daily_retention_days": settings.daily_retention_days,
         "reconcile_days": settings.reconcile_days,
         "statement_timeout_seconds": settings.statement_timeout_seconds,
+        "cache_max_bytes": settings.cache_max_bytes,
+        "http_header_timeout_seconds": settings.http_header_timeout_seconds,
     }
     for name, value in positive.items():
         if value <= 0:

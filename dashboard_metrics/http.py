@@ -13,6 +13,7 @@ from aggregator.settings import Settings
 from dashboard_metrics.errors import CommandError
 from exporter.app import create_app
 from exporter.serve import check_bind
+from exporter.server import run_app
 
 
 def listen(settings: Settings) -> socket.socket:
@@ -45,7 +46,7 @@ def listen(settings: Settings) -> socket.socket:
 
 def run(app: web.Application, sock: socket.socket, on_ready: Callable[[], None]) -> None:
     """Serve ``app`` on ``sock`` until SIGINT/SIGTERM; ``on_ready`` runs once it accepts."""
-    web.run_app(app, sock=sock, print=lambda _message: on_ready(), access_log=None)
+    run_app(app, sock=sock, on_ready=on_ready)  # aiohttp's, with the service's error answers
 
 
 def serve(settings: Settings) -> int:

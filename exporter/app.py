@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from aggregator import logs
 from aggregator.db import first_line, rollup_engine, source_engine
 from aggregator.settings import Settings
 from aggregator.timeutil import Clock, utcnow
-from exporter import api, health, index, metrics
+from exporter import api, health, index, metrics, secrets
+from exporter.api.errors import error_response
+from exporter.dbcall import run_db
 from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
+from exporter.schema import require_schema
+from exporter.server import SERVER_NAME
 from exporter.stats import STATS, ServiceStats
 
 log = logging.getLogger("dashboard_metrics.http")
@@ -21,40 +26,41 @@ log = logging.getLogger("dashboard_metrics.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Headers of an aiohttp HTTPException that describe its text/plain body, not the error.
+_BODY_HEADERS = {hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH}
+
+
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No traceback ever reaches a client: database outages are 503, bugs a bare 500."""
+    """Every error is JSON and no traceback reaches a client: router errors (404, 405, ...)
+    keep their status, database outages are 503, bugs a bare 500 (logged with traceback)."""
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}
+        code = (exc.reason or "error").lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.reason or "Error.", headers=headers)
     except SQLAlchemyError as exc:
         log.error(
             "database unavailable",
             extra={"fields": {"path": request.path, "error": first_line(exc)}},
         )
-        return web.json_response(
-            {
-                "type": "server_error",
-                "errors": [
-                    {
-                        "code": "database_unavailable",
-                        "detail": "The metrics database is unavailable; retry shortly.",
-                        "attr": None,
-                    }
-                ],
-            },
-            status=503,
+        return error_response(
+            503, "database_unavailable", "The metrics database is unavailable; retry shortly."
         )
     except Exception:
         log.exception("unhandled error", extra={"fields": {"path": request.path}})
-        return web.json_response(
-            {
-                "type": "server_error",
-                "errors": [{"code": "error", "detail": "Internal error.", "attr": None}],
-            },
-            status=500,
-        )
+        return error_response(500, "error", "Internal error.")
+
+
+async def without_versions(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.SERVER] = SERVER_NAME
+
+
+async def check_schema(app: web.Application) -> None:
+    await run_db(lambda: require_schema(app[ROLLUP]))
 
 
 def create_app(
@@ -80,6 +86,9 @@ def create_app(
             engine.dispose()
 
     app.cleanup_ctx.append(dispose_engines)
+    app.on_startup.append(check_schema)
+    app.on_response_prepare.append(without_versions)
+    logs.redact(secrets.configured(settings))
     health.setup(app)
     index.setup(app)
     api.setup(app)

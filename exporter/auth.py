@@ -16,6 +16,7 @@ from aiohttp import web
 
 from aggregator.settings import ConfigError
 from exporter.api.errors import ApiError
+from exporter.secrets import header_bytes
 
 ALL = "*"
 
@@ -27,7 +28,7 @@ class Grant:
 
 
 def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    return hashlib.sha256(header_bytes(key)).digest()
 
 
 def parse_keys(spec: str) -> list[Grant]:

@@ -31,20 +31,40 @@ class Backend(Protocol):
 
     async def ping(self) -> None: ...
 
+    def generation_passed(self) -> None:
+        """The aggregator moved on: entries of past generations can never be hit again."""
+
     async def close(self) -> None: ...
 
 
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # both in-process layers together (see `ResilientCache`)
+# What an entry costs beyond its key and value: the dict slot, the tuple, the float, headers.
+ENTRY_OVERHEAD = 200
+
+
 class MemoryBackend:
-    """Same interface and TTL semantics as Redis, bounded in size (oldest entries go first)."""
+    """Same interface and TTL semantics as Redis, bounded in bytes (least recently used go
+    first) and emptied when the aggregator's generation moves on."""
 
     name = "memory"
 
     def __init__(
-        self, max_entries: int = 200_000, monotonic: Callable[[], float] = time.monotonic
+        self,
+        max_bytes: int = DEFAULT_MAX_BYTES // 2,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._max = max_entries
+        self._bytes = 0
+        self._max = max_bytes
         self._monotonic = monotonic
+
+    @property
+    def size(self) -> int:
+        """Bytes held, as counted against the bound."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         now = self._monotonic()
@@ -52,24 +72,42 @@ class MemoryBackend:
         for key in keys:
             entry = self._data.get(key)
             if entry is not None and entry[0] <= now:
-                del self._data[key]
+                self._drop(key)
                 entry = None
+            elif entry is not None:
+                self._data.move_to_end(key)
             out.append(None if entry is None else entry[1])
         return out
 
     async def setex_many(self, items: Sequence[tuple[str, int, bytes]]) -> None:
         now = self._monotonic()
         for key, ttl, value in items:
+            if key in self._data:
+                self._drop(key)
+            cost = _cost(key, value)
+            if cost > self._max:
+                continue
             self._data[key] = (now + ttl, value)
-            self._data.move_to_end(key)
-        while len(self._data) > self._max:
-            self._data.popitem(last=False)
+            self._bytes += cost
+        while self._bytes > self._max:
+            self._drop(next(iter(self._data)))
+
+    def _drop(self, key: str) -> None:
+        self._bytes -= _cost(key, self._data.pop(key)[1])
 
     async def ping(self) -> None:
         return None
 
-    async def close(self) -> None:
+    def generation_passed(self) -> None:
         self._data.clear()
+        self._bytes = 0
+
+    async def close(self) -> None:
+        self.generation_passed()
+
+
+def _cost(key: str, value: bytes) -> int:
+    return len(key) + len(value) + ENTRY_OVERHEAD
 
 
 class RedisBackend:
@@ -99,6 +137,9 @@ class RedisBackend:
     async def ping(self) -> None:
         await self._client.ping()
 
+    def generation_passed(self) -> None:
+        return None  # Redis entries expire by their TTLs (and Redis's own maxmemory policy)
+
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -114,7 +155,7 @@ class BodyCache:
 
     def __init__(
         self,
-        max_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = DEFAULT_MAX_BYTES // 2,
         max_entry_bytes: int = 4 * 1024 * 1024,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -152,12 +193,16 @@ class BodyCache:
         if key in self._data:
             self._drop(key)
         self._data[key] = (self._monotonic() + ttl, body)
-        self._bytes += len(body)
+        self._bytes += len(body) + ENTRY_OVERHEAD
         while self._bytes > self._max:
             self._drop(next(iter(self._data)))
 
     def _drop(self, key: Hashable) -> None:
-        self._bytes -= len(self._data.pop(key)[1])
+        self._bytes -= len(self._data.pop(key)[1]) + ENTRY_OVERHEAD
+
+    @property
+    def size(self) -> int:
+        return self._bytes
 
     def clear(self) -> None:
         self._data.clear()
@@ -168,6 +213,9 @@ class BodyCache:
 
 
 class ResilientCache:
+    """What the handlers use. In-process memory is bounded by ``max_bytes`` in all: half for
+    the final response bodies, half for the in-process backend when there is no Redis."""
+
     def __init__(
         self,
         backend: Backend,
@@ -175,6 +223,7 @@ class ResilientCache:
         *,
         enabled: bool = True,
         retry_seconds: float = 1.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.backend = backend
@@ -184,7 +233,14 @@ class ResilientCache:
         self._monotonic = monotonic
         self._down_until: float | None = None
         self.last_error: str | None = None
-        self.bodies = BodyCache(monotonic=monotonic)
+        self.bodies = BodyCache(max_bytes // 2, monotonic=monotonic)
+        self._generation = -1
+
+    def observe_generation(self, generation: int) -> None:
+        """Called with each aggregator generation read: a newer one evicts the older ones."""
+        if generation > self._generation:
+            self._generation = generation
+            self.backend.generation_passed()
 
     @property
     def available(self) -> bool:
@@ -272,8 +328,8 @@ class ResilientCache:
             log.debug("cache close failed", extra={"fields": {"error": first_line(exc)}})
 
 
-def make_backend(redis_url: str) -> Backend:
-    return RedisBackend(redis_url) if redis_url else MemoryBackend()
+def make_backend(redis_url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Backend:
+    return RedisBackend(redis_url) if redis_url else MemoryBackend(max_bytes // 2)
 
 
 CACHE = web.AppKey("cache", ResilientCache)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 # The API's own constants, so the document cannot drift from what the handlers accept.
 from exporter.api.activity import DEPLOYMENT_TYPES
-from exporter.api.params import GRANULARITIES, SOURCES
+from exporter.api.params import EARLIEST, GRANULARITIES, LATEST, METRIC_NAMES, SOURCES, TEXT_MAX
 from exporter.api.rollup_views import ORDERINGS
 
 S = dict[str, Any]
@@ -18,6 +18,15 @@ INT: S = {"type": "integer"}
 STR: S = {"type": "string"}
 DT: S = {"type": "string", "format": "date-time"}
 NDT: S = {"type": ["string", "null"], "format": "date-time"}
+# Free text the API compares: bounded, without control characters.
+TEXT: S = {"type": "string", "maxLength": TEXT_MAX, "pattern": "^[^\\u0000-\\u001f\\u007f]*$"}
+
+RULES = (
+    "Every query parameter is honoured or refused: an unknown or repeated parameter, or an "
+    "invalid value, is a 400 whose `attr` names the parameter. Integers are ASCII digits only; "
+    f"dates lie from {EARLIEST.date()} up to {LATEST.date()}; text is at most {TEXT_MAX} "
+    "characters without control characters. Every error is JSON (`Error`)."
+)
 
 
 def obj(props: dict[str, S], optional: tuple[str, ...] = ()) -> S:
@@ -51,7 +60,7 @@ ORG = {
     "name": "org_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[^/]+$"},
+    "schema": {"type": "string", "maxLength": TEXT_MAX, "pattern": "^[^/\\u0000-\\u001f\\u007f]+$"},
     "description": "The organization's string id (organization.organization_id).",
 }
 START = q(
@@ -67,9 +76,9 @@ TZ = q(
     "IANA time zone for day/week buckets and naive bounds (default UTC). Other than UTC it "
     "needs the hourly tier and whole-hour offsets, else 400.",
 )
-METRIC = q("metric_name", STR, "Only this metric.")
-PROJECT = q("project", STR, "Only this project.")
-TAG = q("tag", STR, "Only this tag.")
+METRIC = q("metric_name", {"type": "string", "enum": list(METRIC_NAMES)}, "Only this metric.")
+PROJECT = q("project", TEXT, "Only this project.")
+TAG = q("tag", TEXT, "Only this tag.")
 SOURCE = q(
     "source",
     {"type": "string", "enum": list(SOURCES)},
@@ -270,6 +279,7 @@ def _responses(schema: str, unhealthy: bool = False) -> S:
         "400": err("Invalid parameter (attr names it)"),
         "401": err("Missing or invalid API key"),
         "403": err("The key does not cover this organization"),
+        "404": err("No such path"),
     }
     unavailable = ref("Health") if unhealthy else ref("Error")
     out["503"] = {
@@ -302,8 +312,8 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
     ("summary/", "summary", "Summary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
     ("series/", "series", "Series", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
     ("overview/", "overview", "Overview", [*RANGE, REFRESH]),
-    ("live-summary/", "liveSummary", "LiveSummary", [*RANGE, METRIC, SOURCE, REFRESH]),
-    ("live-series/", "liveSeries", "LiveSeries", [*RANGE, METRIC, SOURCE, GRAN, REFRESH]),
+    ("live-summary/", "liveSummary", "LiveSummary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
+    ("live-series/", "liveSeries", "LiveSeries", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
     (
         "recent-activity/",
         "recentActivity",
@@ -323,12 +333,27 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
         "WorkflowTokenUsage",
         [
             *RANGE,
-            q("deployment_type", STR, "API, ETL, TASK or WF (any case; default API)."),
+            q(
+                "deployment_type",
+                {
+                    "type": "string",
+                    "pattern": "^([Aa][Pp][Ii]|[Ee][Tt][Ll]|[Tt][Aa][Ss][Kk]|[Ww][Ff])$",
+                },
+                "API, ETL, TASK or WF (any case; default API).",
+            ),
             REFRESH,
         ],
     ),
     ("health/", "health", "Health", []),
 ]
+
+
+def parameter_names() -> dict[str, frozenset[str]]:
+    """Endpoint suffix -> the query parameters it accepts (any other is a 400)."""
+    return {
+        suffix: frozenset(p["name"] for p in params if p["in"] == "query")
+        for suffix, _op, _schema, params in OPERATIONS
+    }
 
 
 def document() -> S:
@@ -344,7 +369,7 @@ def document() -> S:
         }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "dashboard-metrics JSON API", "version": "1"},
+        "info": {"title": "dashboard-metrics JSON API", "version": "1", "description": RULES},
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,

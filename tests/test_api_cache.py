@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from exporter.cache import CACHE
+from exporter.api.context import API
+from exporter.cache import CACHE, MemoryBackend
 from exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
@@ -146,14 +147,42 @@ async def test_no_endpoint_serves_a_value_a_tick_replaced(
         assert refreshed == after
 
 
-async def test_memory_backend_expires_entries() -> None:
-    from exporter.cache import MemoryBackend
+async def test_memory_backend_expires_entries_and_is_bounded_in_bytes() -> None:
+    from exporter.cache import ENTRY_OVERHEAD
 
     now = [0.0]
-    backend = MemoryBackend(max_entries=2, monotonic=lambda: now[0])
+    entry = 1 + 1 + ENTRY_OVERHEAD  # a one-character key and a one-byte value
+    backend = MemoryBackend(max_bytes=2 * entry, monotonic=lambda: now[0])
     await backend.setex_many([("a", 10, b"1"), ("b", 60, b"2")])
     assert await backend.mget(["a", "b", "c"]) == [b"1", b"2", None]
     now[0] = 30.0
     assert await backend.mget(["a", "b"]) == [None, b"2"]
     await backend.setex_many([("c", 5, b"3"), ("d", 5, b"4")])
     assert await backend.mget(["b", "c", "d"]) == [None, b"3", b"4"]  # bounded: oldest went
+    assert backend.size == 2 * entry
+    await backend.setex_many([("big", 5, b"x" * 3 * entry)])  # larger than the whole bound
+    assert await backend.mget(["big", "c", "d"]) == [None, b"3", b"4"]
+    # A large value pushes out as many entries as its bytes need, not one.
+    await backend.setex_many([("e", 5, b"y" * (entry + 1))])
+    assert await backend.mget(["c", "d", "e"]) == [None, None, b"y" * (entry + 1)]
+    assert backend.size <= 2 * entry
+
+
+async def test_a_new_generation_empties_the_in_process_layers(h: Harness) -> None:
+    """Entries of past aggregator generations are evicted, not left to age out."""
+    org = seed(h, orgs=1, events=10)[0]
+    async with client(h) as c:
+        cache = c.app[CACHE]
+        backend = cache.backend
+        assert isinstance(backend, MemoryBackend)
+        for path in ("overview/", "summary/", "recent-activity/"):
+            assert (await c.get(f"/api/v1/unstract/{org.string_id}/metrics/{path}")).status == 200
+        assert len(backend) > 0 and len(cache.bodies) > 0
+        before = await c.app[API].generation()
+        org.usage(h.clock(), reason="challenge", cost=0.1, tokens=10)
+        h.clock.advance(seconds=1)
+        h.aggregator.tick()
+        after = await c.app[API].generation()  # what every request reads first
+        assert after > before
+        assert len(backend) == 0
+        assert cache.body(after, "any key") is None and len(cache.bodies) == 0

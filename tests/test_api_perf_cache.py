@@ -16,7 +16,7 @@ import pytest
 from exporter.api import context, shape
 from exporter.api.context import API
 from exporter.api.rollups import Cell
-from exporter.cache import CACHE, BodyCache
+from exporter.cache import CACHE, ENTRY_OVERHEAD, BodyCache
 from exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
@@ -153,7 +153,10 @@ async def test_a_remembered_plan_ends_where_retention_reaches_it(h: Harness) -> 
 
 def test_body_cache_generations_expiry_and_bounds() -> None:
     now = [0.0]
-    cache = BodyCache(max_bytes=10, max_entry_bytes=6, monotonic=lambda: now[0])
+    # Each entry also counts a fixed overhead: room for 10 bytes of bodies in two entries.
+    cache = BodyCache(
+        max_bytes=10 + 2 * ENTRY_OVERHEAD, max_entry_bytes=6, monotonic=lambda: now[0]
+    )
     cache.put(1, "a", 60, b"aaaa")
     assert cache.get(1, "a") == b"aaaa"
     assert cache.get(0, "a") is None  # a lagging generation never hits...

@@ -10,6 +10,7 @@ from exporter import openapi
 from exporter.api import activity, health_view, live_views, rollup_views
 from exporter.api.context import API, Api
 from exporter.api.errors import ApiError
+from exporter.api.params import check_query, check_text
 from exporter.auth import AUTH, Authenticator, parse_keys
 from exporter.cache import CACHE, ResilientCache, make_backend
 from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
@@ -32,12 +33,16 @@ ROUTES: dict[str, View] = {
 }
 
 
-def _handler(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _handler(
+    view: View, allowed: frozenset[str]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         api = request.app[API]
         org = request.match_info["org_id"]
         try:
             api.auth.check(request, org)
+            check_text(org, "org_id")
+            check_query(request.query, allowed)
             return await view(request, api, org)
         except ApiError as exc:
             return exc.response()
@@ -49,7 +54,10 @@ def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
     auth = Authenticator(parse_keys(settings.api_keys))
     cache = ResilientCache(
-        make_backend(settings.redis_url), app[STATS], enabled=settings.cache_enabled
+        make_backend(settings.redis_url, settings.cache_max_bytes),
+        app[STATS],
+        enabled=settings.cache_enabled,
+        max_bytes=settings.cache_max_bytes,
     )
     app[AUTH] = auth
     app[CACHE] = cache
@@ -60,6 +68,7 @@ def setup(app: web.Application) -> None:
         await cache.close()
 
     app.cleanup_ctx.append(close_cache)
+    parameters = openapi.parameter_names()  # the document declares what each endpoint takes
     for path, view in ROUTES.items():
-        app.router.add_get(PREFIX + path, _handler(view))
+        app.router.add_get(PREFIX + path, _handler(view, parameters[path]))
     openapi.setup(app)

@@ -83,6 +83,7 @@ class Api:
             if self._reading is reading:
                 self._reading = None
         self._state = (now, values)
+        self.cache.observe_generation(int(values.get(state.GENERATION) or 0))
         return values
 
     async def generation(self) -> int:

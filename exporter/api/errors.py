@@ -1,10 +1,35 @@
-"""The anchor's error format (drf-standardized-errors), raised anywhere in a request."""
+"""The anchor's error format (drf-standardized-errors), raised anywhere in a request, and the
+same JSON for every other error the service answers (404, 405, malformed requests, 5xx)."""
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
-_TYPES = {400: "validation_error", 401: "client_error", 403: "client_error", 404: "client_error"}
+_TYPES = {400: "validation_error"}
+
+
+def error_body(status: int, code: str, detail: str, attr: str | None = None) -> bytes:
+    kind = _TYPES.get(status) or ("server_error" if status >= 500 else "client_error")
+    errors = [{"code": code, "detail": detail, "attr": attr}]
+    return json.dumps({"type": kind, "errors": errors}).encode()
+
+
+def error_response(
+    status: int,
+    code: str,
+    detail: str,
+    attr: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.Response(
+        body=error_body(status, code, detail, attr),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
 
 
 class ApiError(Exception):
@@ -16,12 +41,8 @@ class ApiError(Exception):
         self.attr = attr
 
     def response(self) -> web.Response:
-        body = {
-            "type": _TYPES.get(self.status, "client_error"),
-            "errors": [{"code": self.code, "detail": self.detail, "attr": self.attr}],
-        }
         headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
-        return web.json_response(body, status=self.status, headers=headers)
+        return error_response(self.status, self.code, self.detail, self.attr, headers)
 
 
 def invalid(attr: str, detail: str) -> ApiError:

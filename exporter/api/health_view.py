@@ -1,5 +1,6 @@
 """health/: the anchor's per-organization probe. A cache outage is reported as degraded and
-does not make the service unhealthy (requests are then served from the database)."""
+does not make the service unhealthy (requests are then served from the database). States only:
+the reasons go to the log (see `exporter.health`)."""
 
 from __future__ import annotations
 
@@ -11,29 +12,28 @@ from aggregator.db import first_line
 from aggregator.rollup_tables import HOURLY
 from exporter.api.context import Api
 from exporter.dbcall import run_db
+from exporter.health import DOWN, OK, REPORTER, cache_status
 
 
-def _database(api: Api, org: str) -> dict[str, str]:
+def _database(api: Api, org: str) -> tuple[str, str]:
     try:
         with api.rollup.connect() as conn:
             table = HOURLY.table
             conn.execute(select(exists().where(table.c.organization_id == org))).scalar()
-        return {"status": "ok"}
+        return OK, ""
     except SQLAlchemyError as exc:
-        return {"status": "error", "message": first_line(exc)}
+        return DOWN, first_line(exc)
 
 
 async def health(request: web.Request, api: Api, org: str) -> web.Response:
-    database = await run_db(lambda: _database(api, org))
-    cache = await api.cache.check()
-    cache_check = {"status": cache["status"]}
-    if "message" in cache:
-        cache_check["message"] = cache["message"]
-    healthy = database["status"] == "ok"
+    database, why = await run_db(lambda: _database(api, org))
+    status = request.app[REPORTER]("database", database, why)
+    cache = await cache_status(request.app)
+    healthy = database == OK
     return web.json_response(
         {
             "healthy": healthy,
-            "checks": {"database": database, "cache": cache_check},
+            "checks": {"database": {"status": status}, "cache": {"status": cache or "disabled"}},
             "timestamp": api.clock().isoformat(),
         },
         status=200 if healthy else 503,

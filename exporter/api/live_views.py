@@ -28,8 +28,7 @@ from exporter.api.params import (
     parse_filter,
     parse_range,
 )
-from exporter.api.plan import check_whole_hour_offsets
-from exporter.api.rollups import Cell
+from exporter.api.rollups import Cell, source_metrics
 from exporter.dbcall import run_db
 
 log = logging.getLogger("dashboard_metrics.api")
@@ -80,11 +79,7 @@ def _parse(api: Api, request: web.Request) -> tuple[DateRange, list[str]]:
     query = request.query
     rng = parse_range(query, api.clock(), 30)
     parse_choice(query, "source", SOURCES, "auto")  # accepted, as in the anchor; always live
-    flt = parse_filter(query)
-    if rng.tz is not shape.UTC_ZONE:
-        check_whole_hour_offsets(rng)
-    names = sorted(METRICS) if flt.metric_name is None else [flt.metric_name]
-    return rng, [name for name in names if name in METRICS]
+    return rng, source_metrics(parse_filter(query))
 
 
 async def live_summary(request: web.Request, api: Api, org: str) -> web.Response:

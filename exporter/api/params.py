@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aggregator.catalogue import METRICS
 from aggregator.timeutil import HOUR
 from exporter.api.errors import invalid
 
 MAX_RANGE = timedelta(days=365)
 GRANULARITIES = ("hour", "day", "week", "month")
 SOURCES = ("auto", "hourly", "daily", "monthly")
+METRIC_NAMES = tuple(sorted(METRICS))
+# Accepted instants: far enough inside datetime's range that every derived bound (default
+# start, hour rounding, month ends, retention horizons) stays representable.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+TEXT_MAX = 64  # the rollup tables' metric_name/project/tag and organization_id width
+# Control characters and lone surrogates (undecodable bytes): no database takes them.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_DIGITS = re.compile("[0-9]{1,12}")
 
 
 def parse_tz(query: Mapping[str, str]) -> tzinfo:
@@ -21,6 +33,7 @@ def parse_tz(query: Mapping[str, str]) -> tzinfo:
     if name in {"UTC", "Etc/UTC", "Z"}:
         return UTC
     try:
+        check_text(name, "tz", 255)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise invalid(
@@ -44,9 +57,16 @@ def parse_datetime(query: Mapping[str, str], name: str, tz: tzinfo) -> datetime 
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise invalid(name, f"Datetime {raw!r} is out of range.") from None
+        value = LATEST  # past either end of the calendar: reported below
+    if not EARLIEST <= value < LATEST:
+        raise invalid(
+            name,
+            f"Datetime {raw!r} is out of range; expected {EARLIEST.date()} up to "
+            f"{LATEST.date()} (exclusive).",
+        )
+    return value
 
 
 def parse_choice(
@@ -61,13 +81,13 @@ def parse_choice(
 
 
 def parse_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """ASCII digits only: no sign, spaces, underscores or other scripts' digits."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid(name, f"A valid integer is required, got {raw!r}.") from None
+    if not _DIGITS.fullmatch(raw):
+        raise invalid(name, f"A whole number in ASCII digits is required, got {raw!r}.")
+    value = int(raw)
     if not low <= value <= high:
         raise invalid(name, f"Must be between {low} and {high}, got {value}.")
     return value
@@ -82,13 +102,37 @@ def parse_bool(query: Mapping[str, str], name: str) -> bool:
     raise invalid(name, f"Must be true or false, got {raw!r}.")
 
 
-def parse_text(query: Mapping[str, str], name: str, max_length: int = 64) -> str | None:
-    raw = query.get(name)
-    if raw is None:
-        return None
-    if len(raw) > max_length or "\x00" in raw:
-        raise invalid(name, f"At most {max_length} characters, no NUL.")
+def check_text(raw: str, name: str, max_length: int = TEXT_MAX) -> str:
+    """Free text a database will compare: bounded, printable, valid Unicode."""
+    if len(raw) > max_length or _UNPRINTABLE.search(raw):
+        raise invalid(
+            name, f"At most {max_length} characters, without control characters or invalid UTF-8."
+        )
     return raw
+
+
+def parse_text(query: Mapping[str, str], name: str, max_length: int = TEXT_MAX) -> str | None:
+    raw = query.get(name)
+    return None if raw is None else check_text(raw, name, max_length)
+
+
+def check_query(query: Mapping[str, str], allowed: frozenset[str]) -> None:
+    """Every parameter is honoured or refused: unknown or repeated ones are a 400."""
+    seen: set[str] = set()
+    for name in query:  # a MultiDict yields a repeated name once per value
+        if name not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            raise invalid(
+                check_name(name), f"Unknown parameter for this endpoint; accepted: {accepted}."
+            )
+        if name in seen:
+            raise invalid(name, "Given more than once.")
+        seen.add(name)
+
+
+def check_name(name: str) -> str:
+    """A parameter name safe to echo in ``attr``."""
+    return name if len(name) <= TEXT_MAX and not _UNPRINTABLE.search(name) else "<parameter>"
 
 
 def ceil_hour(value: datetime) -> datetime:
@@ -135,7 +179,29 @@ def parse_range(
         raise invalid("start_date", "Start date must be before end date")
     if end - start > max_range:
         raise invalid("start_date", f"Query range cannot exceed {max_range.days} days")
-    return DateRange(start, end, tz)
+    rng = DateRange(start, end, tz)
+    if tz is not UTC:
+        check_whole_hour_offsets(rng)
+    return rng
+
+
+def check_whole_hour_offsets(rng: DateRange) -> None:
+    """Every endpoint reads whole UTC hours, so local buckets need whole-hour offsets."""
+    if not _whole_hour_offsets(rng.tz, rng.first_hour, rng.end_hour):
+        raise invalid(
+            "tz",
+            "Time zones with offsets that are not whole hours cannot be answered from hourly data.",
+        )
+
+
+@lru_cache(maxsize=1024)
+def _whole_hour_offsets(tz: tzinfo, first: datetime, end: datetime) -> bool:
+    hour = first
+    while hour < end + HOUR:
+        if (hour.astimezone(tz).utcoffset() or timedelta()) % HOUR:
+            return False
+        hour += HOUR
+    return True
 
 
 @dataclass(frozen=True)
@@ -152,6 +218,10 @@ class MetricFilter:
 
 
 def parse_filter(query: Mapping[str, str]) -> MetricFilter:
-    return MetricFilter(
-        parse_text(query, "metric_name"), parse_text(query, "project"), parse_text(query, "tag")
-    )
+    metric = query.get("metric_name")
+    if metric is not None and metric not in METRICS:
+        raise invalid(
+            "metric_name",
+            f"Unknown metric {check_name(metric)!r}; expected one of {', '.join(METRIC_NAMES)}.",
+        )
+    return MetricFilter(metric, parse_text(query, "project"), parse_text(query, "tag"))

@@ -11,10 +11,10 @@ anything else no tier can answer fails with 400 rather than returning short numb
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from aggregator.recompute import Coverage
-from aggregator.timeutil import DAY, HOUR, day_start, month_of, next_month
+from aggregator.timeutil import DAY, day_start, month_of, next_month
 from exporter.api.errors import invalid
 from exporter.api.params import DateRange
 
@@ -119,7 +119,8 @@ def choose(rng: DateRange, source: str, granularity: str | None, coverage: Cover
     """The plan for ``source`` (auto: the anchor's thresholds, then coarser tiers if needed)."""
     finest_allowed = ORDER.index(GRANULARITY_TIER[granularity]) if granularity else len(ORDER) - 1
     if rng.tz is not UTC:
-        # Local days and weeks need hours: the daily and monthly tiers hold UTC days.
+        # Local days and weeks need hours: the daily and monthly tiers hold UTC days (whole-hour
+        # offsets were checked by parse_range).
         finest_allowed = 0
         if source not in {"auto", "hourly"}:
             raise invalid(
@@ -127,7 +128,6 @@ def choose(rng: DateRange, source: str, granularity: str | None, coverage: Cover
                 f"source={source} holds UTC days; a time zone other than UTC needs the hourly "
                 "tier (source=hourly or auto).",
             )
-        check_whole_hour_offsets(rng)
     if source != "auto":
         if ORDER.index(source) > finest_allowed:
             raise invalid("source", f"source={source} is too coarse for granularity={granularity}.")
@@ -147,16 +147,3 @@ def choose(rng: DateRange, source: str, granularity: str | None, coverage: Cover
         f"No rollup tier can answer this range exactly: {reason}. Narrow the range, align it to "
         "whole days or months, or use the live-* endpoints.",
     )
-
-
-def check_whole_hour_offsets(rng: DateRange) -> None:
-    hour = rng.first_hour
-    while hour < rng.end_hour + HOUR:
-        offset = hour.astimezone(rng.tz).utcoffset() or timedelta()
-        if offset % HOUR:
-            raise invalid(
-                "tz",
-                "Time zones with offsets that are not whole hours cannot be answered from hourly "
-                "rollups.",
-            )
-        hour += HOUR

@@ -184,7 +184,8 @@ async def rows(request: web.Request, api: Api, org: str) -> web.Response:
         raise invalid("page", "Invalid page.")
 
     def link(number: int) -> str:
-        return str(request.url.update_query(page=str(number), page_size=str(size)))
+        # Relative to this server: never built from the request's Host header.
+        return str(request.rel_url.update_query(page=str(number), page_size=str(size)))
 
     return web.json_response(
         {

@@ -81,14 +81,22 @@ def read_hours(
     return _read(conn, HOURLY, org, flt, [(start, end)])
 
 
+def source_metrics(flt: MetricFilter) -> list[str]:
+    """The metrics a filter selects among source events, which all carry the default project
+    and tag: the same rows the filter selects from the rollups."""
+    metric, project, tag = flt.parts()
+    if project not in (None, DEFAULT_PROJECT) or tag not in (None, DEFAULT_TAG):
+        return []
+    return sorted(METRICS) if metric is None else [metric]
+
+
 def read_live(
     conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
 ) -> list[Cell]:
     """Hours computed from the source tables (edges the hourly tier no longer holds)."""
-    metric, project, tag = flt.parts()
-    if project not in (None, DEFAULT_PROJECT) or tag not in (None, DEFAULT_TAG):
-        return []  # source events carry the default project and tag only
-    names = None if metric is None else [metric]
+    names = source_metrics(flt)
+    if not names:
+        return []
     rows = sourcesql.compute(
         conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import metadata
 
 from aggregator.settings import ENV_PREFIX, ConfigError, Settings
+from exporter.secrets import header_bytes
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -24,7 +25,7 @@ class Credentials:
         scheme, _, given = authorization.partition(" ")
         if scheme.lower() != self.scheme.lower():
             given = ""
-        presented = given.strip().encode()
+        presented = header_bytes(given.strip())
         if self.scheme == "Basic":
             try:
                 presented = base64.b64decode(presented, validate=True)
