@@ -296,6 +296,12 @@ def _command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             action="store_true",
             help="exit 1 if the files on disk differ from what would be written",
         )
+        sub.add_argument(
+            "--runbook-base-url",
+            metavar="URL",
+            help="absolute http(s) URL of the README (or a copy of its runbooks) that the alerts' "
+            "runbook_url points into, as URL#<alert> (default: a placeholder)",
+        )
     elif name == "report":
         sub.add_argument("--org-id", help="only this organization (string id)")
         sub.add_argument(

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -105,7 +106,9 @@ def test_alerts_have_summary_description_and_runbook() -> None:
 
 def test_runbook_urls_are_absolute_under_a_configurable_base(tmp_path: Path) -> None:
     base = "https://wiki.example.org/ops/dashboard-metrics.md"
-    assert generate.main(str(tmp_path), runbook_base=base) == 0
+    cli = [sys.executable, "-m", "dashboard_metrics.cli", "dashboards", "--out"]
+    done = subprocess.run([*cli, str(tmp_path), "--runbook-base-url", base], timeout=120)
+    assert done.returncode == 0
     rules = yaml.safe_load((tmp_path / generate.RULES_FILE).read_text())
     urls = [
         r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r
@@ -121,6 +124,8 @@ def test_runbook_urls_are_absolute_under_a_configurable_base(tmp_path: Path) -> 
             if "alert" in rule:
                 url = urlsplit(rule["annotations"]["runbook_url"])
                 assert url.scheme == "https" and url.netloc and url.fragment
+    bad_cli = [*cli, str(tmp_path / "bad"), "--runbook-base-url", "README.md"]
+    assert subprocess.run(bad_cli, capture_output=True, timeout=120).returncode == 2
     for bad in ("README.md", "/runbooks", "ftp://host/x", "https://host/x#frag"):
         assert generate.main(str(tmp_path / "bad"), runbook_base=bad) == 2
     assert not (tmp_path / "bad").exists()
