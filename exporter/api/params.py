@@ -119,7 +119,7 @@ def parse_text(query: Mapping[str, str], name: str, max_length: int = TEXT_MAX) 
 def check_query(query: Mapping[str, str], allowed: frozenset[str]) -> None:
     """Every parameter is honoured or refused: unknown or repeated ones are a 400."""
     seen: set[str] = set()
-    for name in query:  # a MultiDict yields a repeated name once per value
+    for name, _value in query.items():  # one pair per value: repeated names come again
         if name not in allowed:
             accepted = ", ".join(sorted(allowed)) or "none"
             raise invalid(

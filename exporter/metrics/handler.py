@@ -24,6 +24,7 @@ from aggregator import runstats, state
 from aggregator.db import first_line
 from aggregator.rollup_tables import aggregator_state
 from aggregator.totals import TOTALS_VERSION
+from exporter.api.errors import error_response
 from exporter.dbcall import run_db
 from exporter.keys import CLOCK, ROLLUP, SETTINGS
 from exporter.metrics import runtime, service
@@ -149,9 +150,10 @@ async def metrics(request: web.Request) -> web.Response:
     if config.auth is not None and not config.auth.accepts(
         request.headers.get(hdrs.AUTHORIZATION, "")
     ):
-        return web.Response(
-            status=401,
-            text="unauthorized\n",
+        return error_response(
+            401,
+            "not_authenticated",
+            "Valid /metrics credentials are required.",
             headers={hdrs.WWW_AUTHENTICATE: config.auth.challenge},
         )
     snap = await snapshot(request)
