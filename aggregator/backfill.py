@@ -119,8 +119,10 @@ class Backfill:
     def run(self, progress: Progress | None = None) -> BackfillReport:
         now, months = self.plan()
         report = BackfillReport(start=months[0][1][0], end=now.date(), dry_run=self.options.dry_run)
-        for month, days in months:
-            report.months.append(month.strftime("%Y-%m"))
+        report.months = [month.strftime("%Y-%m") for month, _ in months]
+        # Newest month first: each month lowers a cleanup floor only to its own start, so the
+        # floor follows the restored range down, contiguously (see _lifted_floors).
+        for month, days in reversed(months):
             self._month(now, month, days, report, progress)
         log.info(
             "backfill",
@@ -157,6 +159,33 @@ class Backfill:
         report.written += written
         return written
 
+    def _lifted_floors(
+        self, conn: Connection, coverage: Coverage, days: list[date]
+    ) -> dict[str, object]:
+        """Cleanup floors this transaction's writes made obsolete. Rows from a floor on were
+        kept; if this month's window [start, end) reaches the floor, every row from ``start`` on
+        is there again. (A cleanup between two months raises the floor above the next, older
+        month, which then leaves it alone.)"""
+        lifted: dict[str, object] = {}
+        end = days[-1] + DAY
+        hourly_floor = state.get(conn, state.HOURLY_DELETED_BEFORE)
+        start = max(day_start(days[0]), coverage.hourly_from)
+        if (
+            not self.options.skip_hourly
+            and hourly_floor is not None
+            and start <= datetime.fromisoformat(hourly_floor) <= day_start(end)
+        ):
+            lifted[state.HOURLY_DELETED_BEFORE] = start.isoformat()
+        daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
+        first = max(days[0], coverage.daily_from)
+        if (
+            not self.options.skip_daily
+            and daily_floor is not None
+            and first <= date.fromisoformat(daily_floor) <= end
+        ):
+            lifted[state.DAILY_DELETED_BEFORE] = first.isoformat()
+        return lifted
+
     def _month(
         self,
         now: datetime,
@@ -169,7 +198,11 @@ class Backfill:
         agg = self.aggregator
         with agg.rollup.begin() as conn:
             state.take_write_lock(conn)
-            coverage: Coverage = agg.coverage(conn, now)
+            # What the tiers keep by retention: a backfill restores what a cleanup with a shorter
+            # retention deleted (and lifts that floor below, once the rows are back).
+            coverage = Coverage.at(
+                now, agg.settings.hourly_retention_days, agg.settings.daily_retention_days
+            )
             written = 0
             month_total = _Totals()
             with (
@@ -252,6 +285,8 @@ class Backfill:
             elif org is None and untrusted:
                 # Every organization's hours of these days were rewritten: trusted again.
                 updates[state.HOURLY_UNTRUSTED] = sorted(untrusted - {d.isoformat() for d in days})
+            if org is None:
+                updates.update(self._lifted_floors(conn, coverage, days))
             if written:
                 totals.refresh_totals(conn, now)
                 updates[state.GENERATION] = state.generation(conn) + 1

@@ -1,4 +1,4 @@
-"""The aggregator: ticks, reconciliation, backfill and retention over the rollup tiers."""
+"""The aggregator: ticks (change scan, recompute, reconciliation) and retention."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection, Engine
 
-from aggregator import runstats, sourcesql, state, totals
-from aggregator.catalogue import change_columns
+from aggregator import changes, runstats, state, totals
 from aggregator.recompute import Coverage, Plan, Written, execute
 from aggregator.rollup_tables import DAILY, HOURLY
 from aggregator.settings import Settings
@@ -113,23 +112,11 @@ class Aggregator:
         return coverage_at(self.settings, state.get_all(conn), now)
 
     # -- ticks ----------------------------------------------------------------------------
-    def _scan_changes(
-        self, values: dict[str, Any], source: Connection
-    ) -> tuple[set[datetime], dict[str, str]]:
-        overlap = timedelta(seconds=self.settings.change_overlap_seconds)
-        dirty: set[datetime] = set()
-        marks: dict[str, str] = {}
-        for table, column in sorted(change_columns().items()):
-            stored = _parse_time(values.get(state.watermark_key(table)))
-            since = None if stored is None else stored - overlap
-            hours, latest = sourcesql.changed_hours(source, table, column, since)
-            dirty |= hours
-            if table == "page_usage":
-                dirty |= sourcesql.failed_file_hours_for_new_pages(source, since)
-            newest = max(filter(None, (stored, latest)), default=None)
-            if newest is not None:
-                marks[state.watermark_key(table)] = newest.isoformat()
-        return dirty, marks
+    def _requested_hours(self, stored: dict[str, Any]) -> set[datetime]:
+        hours: set[datetime] = set()
+        for start, end in stored.get(state.RECOMPUTE_REQUESTS) or []:
+            hours.update(hours_between(datetime.fromisoformat(start), datetime.fromisoformat(end)))
+        return hours
 
     def _due(self, values: dict[str, Any], key: str, due_at: datetime) -> bool:
         last = _parse_time(values.get(key))
@@ -151,15 +138,22 @@ class Aggregator:
                 due = last_occurrence(now, self.settings.reconcile_at)
                 reconcile = self._due(stored, state.LAST_RECONCILE, due)
             with source_snapshot(self.source) as source:
-                dirty, marks = self._scan_changes(stored, source)
+                # A watermark never passes the snapshot's clock, nor ours (skewed writers).
+                cap = min(filter(None, (changes.source_now(source), now)))
+                overlap = timedelta(seconds=self.settings.change_overlap_seconds)
+                scanned = changes.scan_changes(source, stored, cap, overlap)
+                dirty = scanned.dirty | self._requested_hours(stored)
                 if reconcile:
                     start = now - timedelta(days=self.settings.reconcile_days)
                     dirty |= set(hours_between(start, now + HOUR))
-                plan = Plan.for_dirty_hours(dirty, coverage_at(self.settings, stored, now))
-                written = execute(conn, source, plan, now) if plan else Written()
+                coverage = coverage_at(self.settings, stored, now)
+                plan = Plan.for_dirty_hours(dirty, coverage)
+                written = execute(conn, source, plan, coverage, now) if plan else Written()
             if housekeeping:
                 result.cleaned = self._housekeeping(conn, stored, now)
-            values: dict[str, Any] = dict(marks)
+            values: dict[str, Any] = dict(scanned.state)
+            if stored.get(state.RECOMPUTE_REQUESTS):
+                values[state.RECOMPUTE_REQUESTS] = []
             if reconcile:
                 values[state.LAST_RECONCILE] = now.isoformat()
             if written.total or sum(result.cleaned.values()):

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -20,8 +21,15 @@ def _config() -> Config:
     return config
 
 
+# Serializes concurrent `migrate` runs (init containers, systemd units starting together): the
+# second waits, then finds the schema at head and does nothing. SQLite: BEGIN IMMEDIATE.
+MIGRATE_LOCK_KEY = 0x6D696772  # "migr"
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
         config = _config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

@@ -1,25 +1,28 @@
 """Recomputing dirty buckets exactly, inside one locked rollup transaction.
 
-A dirty hour is recomputed from the source tables while the hourly tier still covers it, and
-the difference between its new and stored rows is added to its day and month. Hours the
-hourly tier no longer covers make their whole day dirty (recomputed from source, its
-difference added to the month); days the daily tier no longer covers make their whole month
-dirty (recomputed from source). Every source read of one transaction sees one snapshot, so the
-tiers stay mutually consistent, and each equals a from-scratch computation.
+A dirty hour is recomputed from the source tables while the hourly tier keeps it. A day whose
+hours changed is then rebuilt as the sum of its stored hours, and a month whose days changed as
+the sum of its stored days: every row is a fresh sum of what it covers, never a stored value plus
+a difference (differences accumulate float cancellation, and re-add changes another writer, such
+as a backfill, already counted). Where the lower tier no longer holds a whole day (the hourly
+retention edge, hours a backfill skipped) the day is recomputed from the source; likewise a month
+the daily tier no longer holds whole. Every source read of one transaction sees one snapshot, so
+the tiers stay mutually consistent, and each equals a from-scratch computation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from aggregator import sourcesql, store
-from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity
+from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Tier
 from aggregator.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
-from aggregator.values import Agg, Rollup, RowKey, add_into, as_datetime
+from aggregator.values import Rollup, RowKey, add_into, as_datetime
 
 
 @dataclass(frozen=True)
@@ -53,16 +56,24 @@ class Coverage:
     def hour_retained(self, hour: datetime) -> bool:
         return hour >= self.hourly_from
 
-    def hour_covered(self, hour: datetime) -> bool:
-        """Retained and trusted: its stored row is what its day and month have absorbed."""
-        return self.hour_retained(hour) and hour.date() not in self.untrusted_hour_days
-
     def day_covered(self, day: date) -> bool:
         return day >= self.daily_from
+
+    def day_from_hours(self, day: date) -> bool:
+        """The hourly tier holds all of ``day``, trusted: the day is the sum of its hours."""
+        return day_start(day) >= self.hourly_from and day not in self.untrusted_hour_days
+
+    def month_from_days(self, month: date) -> bool:
+        """The daily tier holds all of ``month``: the month is the sum of its days."""
+        return month >= self.daily_from
 
 
 @dataclass
 class Plan:
+    """Buckets to recompute from the source: hours the hourly tier keeps, days it does not hold
+    whole, months beyond the daily tier. Days and months above changed hours or days are
+    rebuilt from the tier below."""
+
     hours: set[datetime] = field(default_factory=set)
     days: set[date] = field(default_factory=set)
     months: set[date] = field(default_factory=set)
@@ -74,12 +85,11 @@ class Plan:
             day = hour.date()
             if not coverage.day_covered(day):
                 plan.months.add(month_of(day))
-            elif coverage.hour_covered(hour):
+                continue
+            if coverage.hour_retained(hour):
                 plan.hours.add(hour)
-            else:
+            if not coverage.day_from_hours(day):
                 plan.days.add(day)
-                if coverage.hour_retained(hour):  # refresh the row; its day is recomputed whole
-                    plan.hours.add(hour)
         return plan
 
     def __bool__(self) -> bool:
@@ -118,55 +128,78 @@ def as_time_ranges(ranges: list[tuple[date, date]]) -> list[tuple[datetime, date
     return [(day_start(a), day_start(b)) for a, b in ranges]
 
 
-def difference(old: Rollup, new: Rollup) -> dict[RowKey, Agg]:
-    zero = Agg(0.0, 0)
-    diffs = {}
-    for key in old.keys() | new.keys():
-        diff = new.get(key, zero) - old.get(key, zero)
-        if diff.count or diff.value or any(diff.buckets or ()):
-            diffs[key] = diff
-    return diffs
+def _rebuild(
+    conn: Connection,
+    lower: Tier,
+    upper: Tier,
+    periods: set[date],
+    organizations: set[str],
+    span: Callable[[Iterable[date]], list[tuple[date, date]]],
+    stamp: datetime,
+) -> set[RowKey]:
+    """Rewrite ``upper``'s rows of ``periods`` (for ``organizations``) as sums of ``lower``'s
+    stored rows; returns the keys that changed."""
+    ranges = span(periods)
+    lower_ranges = as_time_ranges(ranges) if lower is HOURLY else ranges
+    new: Rollup = {}
+    for key, agg in store.read(conn, lower, lower_ranges, organizations=organizations).items():
+        add_into(new, key._replace(period=upper.bucket_of(key.period)), agg)
+    old = store.read(conn, upper, ranges, organizations=organizations)
+    return store.merge(conn, upper, old, new, stamp)
 
 
-def execute(conn: Connection, source: Connection, plan: Plan, stamp: datetime) -> Written:
+def _from_source(
+    conn: Connection,
+    source: Connection,
+    tier: Tier,
+    ranges: list[tuple[datetime, datetime]],
+    stamp: datetime,
+    stored_ranges: list[tuple[Any, Any]] | None = None,
+) -> set[RowKey]:
+    new = sourcesql.compute(source, tier.granularity, ranges)
+    old = store.read(conn, tier, stored_ranges or ranges)
+    return store.merge(conn, tier, old, new, stamp)
+
+
+def execute(
+    conn: Connection, source: Connection, plan: Plan, coverage: Coverage, stamp: datetime
+) -> Written:
     """Apply ``plan`` to the rollup tiers (``conn`` holds the write lock)."""
     written = Written()
-    day_deltas: Rollup = {}
-    month_deltas: Rollup = {}
+    days: set[date] = set()  # days whose hours changed, rebuilt from them
+    day_orgs: set[str] = set()
+    months: set[date] = set()  # months whose days changed
+    month_orgs: set[str] = set()
 
     if plan.hours:
-        ranges = merge_ranges(list(plan.hours), HOUR)
-        new = sourcesql.compute(source, Granularity.HOUR, ranges)
-        old = store.read(conn, HOURLY, ranges)
-        written.hourly += store.merge(conn, HOURLY, old, new, stamp)
-        for key, diff in difference(old, new).items():
+        changed = _from_source(conn, source, HOURLY, merge_ranges(list(plan.hours), HOUR), stamp)
+        written.hourly += len(changed)
+        for key in changed:
             day = as_datetime(key.period).date()
-            if day not in plan.days:
-                add_into(day_deltas, key._replace(period=day), diff)
-                if month_of(day) not in plan.months:
-                    add_into(month_deltas, key._replace(period=month_of(day)), diff)
+            if day not in plan.days and coverage.day_from_hours(day):
+                days.add(day)
+                day_orgs.add(key.organization_id)
 
+    changed_days: set[RowKey] = set()
     if plan.days:
         ranges_d = day_ranges(plan.days)
-        new = sourcesql.compute(source, Granularity.DAY, as_time_ranges(ranges_d))
-        old = store.read(conn, DAILY, ranges_d)
-        written.daily += store.merge(conn, DAILY, old, new, stamp)
-        for key, diff in difference(old, new).items():
-            month = month_of(key.period)
-            if month not in plan.months:
-                add_into(month_deltas, key._replace(period=month), diff)
+        changed_days |= _from_source(conn, source, DAILY, as_time_ranges(ranges_d), stamp, ranges_d)
+    if days:
+        changed_days |= _rebuild(conn, HOURLY, DAILY, days, day_orgs, day_ranges, stamp)
+    written.daily += len(changed_days)
+    for key in changed_days:
+        months.add(month_of(key.period))
+        month_orgs.add(key.organization_id)
 
-    if day_deltas:
-        ranges_d = day_ranges({key.period for key in day_deltas})
-        written.daily += store.apply_deltas(conn, DAILY, day_deltas, ranges_d, stamp)
-
-    if plan.months:
-        ranges_m = month_ranges(plan.months)
-        new = sourcesql.compute(source, Granularity.MONTH, as_time_ranges(ranges_m))
-        old = store.read(conn, MONTHLY, ranges_m)
-        written.monthly += store.merge(conn, MONTHLY, old, new, stamp)
-
-    if month_deltas:
-        ranges_m = month_ranges({key.period for key in month_deltas})
-        written.monthly += store.apply_deltas(conn, MONTHLY, month_deltas, ranges_m, stamp)
+    from_source = plan.months | {m for m in months if not coverage.month_from_days(m)}
+    from_days = months - from_source
+    if from_source:
+        ranges_m = month_ranges(from_source)
+        written.monthly += len(
+            _from_source(conn, source, MONTHLY, as_time_ranges(ranges_m), stamp, ranges_m)
+        )
+    if from_days:
+        written.monthly += len(
+            _rebuild(conn, DAILY, MONTHLY, from_days, month_orgs, month_ranges, stamp)
+        )
     return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from aggregator.sqltypes import UTCDateTime
+from aggregator.timeutil import month_of
 
 rollup_metadata = MetaData()
 
@@ -77,6 +79,13 @@ class Tier:
     @property
     def period(self) -> Column[object]:
         return self.table.c[self.period_column]
+
+    def bucket_of(self, period: datetime | date) -> date:
+        """This tier's bucket holding a finer tier's ``period`` (an hour or a day)."""
+        if self.granularity is Granularity.DAY:
+            assert isinstance(period, datetime), period
+            return period.date()
+        return month_of(period)
 
 
 HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)

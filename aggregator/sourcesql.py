@@ -254,46 +254,10 @@ def compute(
     return result
 
 
-def changed_hours(
-    conn: Connection, table_name: str, change_column: str, since: datetime | None
-) -> tuple[set[datetime], datetime | None]:
-    """Hours (by the event time) of rows changed after ``since``, and the newest change seen."""
-    table = st.SOURCE_TABLES[table_name]
-    changed = table.c[change_column]
-    hour = bucket_expr(table.c.created_at, Granularity.HOUR, conn.dialect.name)
-    query = select(hour.label("hour"), func.max(changed).label("latest")).group_by(hour)
-    if since is not None:
-        query = query.where(changed > since)
-    hours: set[datetime] = set()
-    latest: datetime | None = None
-    for row in conn.execute(query):
-        hours.add(parse_bucket(row.hour, Granularity.HOUR))  # type: ignore[arg-type]
-        row_latest = _as_utc(row.latest)
-        if row_latest is not None and (latest is None or row_latest > latest):
-            latest = row_latest
-    return hours, latest
-
-
-def _as_utc(value: Any) -> datetime | None:
+def as_utc_or_none(value: Any) -> datetime | None:
+    """A timestamp as the database returns it (SQLite: text or naive) in aware UTC."""
     if value is None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def failed_file_hours_for_new_pages(conn: Connection, since: datetime | None) -> set[datetime]:
-    """Hours of failed files whose page_usage rows arrived after ``since`` (failed_pages)."""
-    wfe = st.workflow_file_execution
-    pages = st.page_usage
-    dialect = conn.dialect.name
-    hour = bucket_expr(wfe.c.created_at, Granularity.HOUR, dialect)
-    query = (
-        select(hour.label("hour"))
-        .select_from(pages.join(wfe, file_id_matches_run_id(wfe.c.id, pages.c.run_id, dialect)))
-        .where(wfe.c.status == "ERROR")
-        .group_by(hour)
-    )
-    if since is not None:
-        query = query.where(pages.c.created_at > since)
-    return {parse_bucket(row.hour, Granularity.HOUR) for row in conn.execute(query)}  # type: ignore[misc]

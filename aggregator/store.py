@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -44,8 +44,16 @@ def _period(tier: Tier, value: Any) -> datetime | date:
     return value
 
 
+# Above this many organizations a read takes the whole period range and keeps what it needs.
+_MAX_ORG_FILTER = 1000
+
+
 def read(
-    conn: Connection, tier: Tier, ranges: PeriodRanges, organization_id: str | None = None
+    conn: Connection,
+    tier: Tier,
+    ranges: PeriodRanges,
+    organization_id: str | None = None,
+    organizations: Collection[str] | None = None,
 ) -> Rollup:
     table = tier.table
     query = select(
@@ -60,8 +68,12 @@ def read(
     ).where(period_filter(tier, ranges))
     if organization_id is not None:
         query = query.where(table.c.organization_id == organization_id)
+    if organizations is not None and len(organizations) <= _MAX_ORG_FILTER:
+        query = query.where(table.c.organization_id.in_(sorted(organizations)))
     rollup: Rollup = {}
     for org, period, name, project, tag, value, count, buckets in conn.execute(query):
+        if organizations is not None and org not in organizations:
+            continue
         key = RowKey(org, _period(tier, period), name, project, tag)
         rollup[key] = Agg(float(value), int(count), parse_buckets(buckets))
     return rollup
@@ -122,28 +134,16 @@ def delete_periods(
     return conn.execute(statement).rowcount or 0
 
 
-def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> int:
+def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> set[RowKey]:
     """Make the stored rows for the keys of ``old`` and ``new`` equal ``new``: write what changed
-    and delete what vanished (a bucket with no events has no row). Returns rows written."""
+    and delete what vanished (a bucket with no events has no row). Returns the keys written."""
     changed = {
         key: agg for key, agg in new.items() if agg.count > 0 and not agg.same_as(old.get(key))
     }
     gone = [key for key in old if key not in new or new[key].count <= 0]
     upsert(conn, tier, changed, stamp)
     delete_keys(conn, tier, gone)
-    return len(changed) + len(gone)
-
-
-def apply_deltas(
-    conn: Connection, tier: Tier, deltas: Rollup, ranges: PeriodRanges, stamp: datetime
-) -> int:
-    """Add per-key differences to the stored rows of ``tier`` (all keys lie within ``ranges``)."""
-    if not deltas:
-        return 0
-    stored = read(conn, tier, ranges)
-    old = {key: stored[key] for key in deltas if key in stored}
-    new = {key: (old[key] + delta if key in old else delta) for key, delta in deltas.items()}
-    return merge(conn, tier, old, new, stamp)
+    return changed.keys() | gone
 
 
 _STAGE_COLUMNS = (
@@ -202,7 +202,7 @@ def replace(
     if conn.dialect.name != "postgresql":
         old = read(conn, tier, ranges, organization_id)
         new = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in rows}
-        return merge(conn, tier, old, new, stamp)
+        return len(merge(conn, tier, old, new, stamp))
     preparer = conn.dialect.identifier_preparer
     columns = [c.format(period=tier.period_column) for c in _STAGE_COLUMNS]
     names = ", ".join(preparer.quote(c) for c in columns)

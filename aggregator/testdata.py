@@ -17,6 +17,7 @@ from sqlalchemy import Index, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator import source_tables as st
+from aggregator.sourcesql import as_utc_or_none
 from aggregator.timeutil import DAY, day_start
 
 Progress = Callable[[int, str], None]
@@ -42,6 +43,10 @@ class GenerateOptions:
 class GenerateReport:
     organizations: list[str]
     rows: dict[str, int]
+    # The event times the run wrote or deleted rows in: their modified_at values lie in the
+    # past, so the aggregator is told to recompute this range (state.announce_source_writes).
+    start: datetime
+    end: datetime
 
 
 def create_source_tables(engine: Engine, schema: str | None) -> None:
@@ -155,14 +160,23 @@ class Generator:
         )
         return next_id
 
-    def clean(self, string_ids: list[str]) -> None:
-        """Delete the source rows of these organizations (the organizations themselves stay)."""
+    def clean(self, string_ids: list[str]) -> datetime | None:
+        """Delete the source rows of these organizations (the organizations themselves stay);
+        returns the earliest event time deleted."""
         org = st.organization
         pks = select(org.c.id).where(org.c.organization_id.in_(string_ids)).scalar_subquery()
         workflows = select(st.workflow.c.id).where(st.workflow.c.organization_id.in_(pks))
         executions = select(st.workflow_execution.c.id).where(
             st.workflow_execution.c.workflow_id.in_(workflows)
         )
+        earliest = [
+            self.conn.execute(select(func.min(table.c.created_at)).where(condition)).scalar()
+            for table, condition in (
+                (st.usage, st.usage.c.organization_id.in_(pks)),
+                (st.page_usage, st.page_usage.c.organization_id.in_(string_ids)),
+                (st.workflow_execution, st.workflow_execution.c.workflow_id.in_(workflows)),
+            )
+        ]
         self.conn.execute(delete(st.usage).where(st.usage.c.organization_id.in_(pks)))
         self.conn.execute(
             delete(st.page_usage).where(st.page_usage.c.organization_id.in_(string_ids))
@@ -178,13 +192,15 @@ class Generator:
         for table in (st.api_deployment, st.pipeline):
             self.conn.execute(delete(table).where(table.c.organization_id.in_(pks)))
         self.conn.execute(delete(st.workflow).where(st.workflow.c.organization_id.in_(pks)))
+        return min(filter(None, map(as_utc_or_none, earliest)), default=None)
 
     def run(self, progress: Progress | None = None) -> GenerateReport:
         string_ids = self._org_ids()
         stamp = self.until
         first_day = (self.until - timedelta(days=self.options.days - 1)).date()
+        start = day_start(first_day)
         if self.options.clean:
-            self.clean(string_ids)
+            start = min(filter(None, (self.clean(string_ids), start)))
         setups = [self._setup_org(s, self._ensure_org(s, stamp), stamp) for s in string_ids]
         day = first_day
         while day <= self.until.date():
@@ -195,7 +211,8 @@ class Generator:
                 progress(1, day.isoformat())
             day += DAY
         self.rows.flush()
-        return GenerateReport(string_ids, dict(self.rows.counts))
+        end = day_start(self.until.date() + DAY)
+        return GenerateReport(string_ids, dict(self.rows.counts), start, end)
 
     def _setup_org(self, string_id: str, pk: int, stamp: datetime) -> dict[str, Any]:
         rng = self.rng

@@ -18,10 +18,12 @@ from aggregator import migrate
 from aggregator.backfill import Backfill, BackfillOptions
 from aggregator.daemon import Daemon, describe
 from aggregator.db import check_connect, require_source_tables, rollup_engine, source_engine
+from aggregator.embedded import sqlite_file
 from aggregator.engine import Aggregator, TickResult
 from aggregator.progress import ProgressBar
 from aggregator.settings import Settings, redact
-from aggregator.testdata import GenerateOptions, generate
+from aggregator.state import announce_source_writes
+from aggregator.testdata import GenerateOptions, GenerateReport, generate
 from aggregator.timeutil import utcnow
 from dashboard_metrics import organizations
 from dashboard_metrics.embedded import require_existing
@@ -179,7 +181,22 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     print(f"organizations: {', '.join(report.organizations)}")
     for table, count in sorted(report.rows.items()):
         print(f"  {table:24} {count} rows")
+    if _announce(settings, report):
+        print("the aggregator recomputes these days on its next tick (no backfill needed)")
     return 0
+
+
+def _announce(settings: Settings, report: GenerateReport) -> bool:
+    """The generated rows carry past modified_at values, which no watermark sees: tell the
+    aggregator to recompute their range. Nothing to tell before the rollups exist."""
+    path = sqlite_file(settings.rollup_url)
+    if path is not None and not path.exists():
+        return False
+    rollup = rollup_engine(settings)
+    try:
+        return announce_source_writes(rollup, report.start, report.end, utcnow())
+    finally:
+        rollup.dispose()
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:

@@ -82,7 +82,7 @@ def test_late_status_change_lands_in_the_creation_hour(h: Harness) -> None:
         conn.execute(
             update(st.workflow_file_execution)
             .where(st.workflow_file_execution.c.id == file_id)
-            .values(status="COMPLETED", modified_at=h.clock())
+            .values(status="COMPLETED", modified_at=h.clock.advance(seconds=1))
         )
     h.aggregator.tick(reconcile=False)
     h.assert_matches_oracle()
@@ -153,7 +153,7 @@ def test_cleanup_with_a_shorter_retention_keeps_later_ticks_exact(h: Harness) ->
         conn.execute(
             update(st.workflow_file_execution)
             .where(st.workflow_file_execution.c.id == file_id)
-            .values(status="COMPLETED", modified_at=h.clock())
+            .values(status="COMPLETED", modified_at=h.clock.advance(seconds=1))
         )
     org.usage(created)
     h.aggregator.tick(reconcile=False)

@@ -38,7 +38,7 @@ def test_bug2_files_completing_long_after_creation_are_counted(h: Harness) -> No
         conn.execute(
             update(st.workflow_file_execution)
             .where(st.workflow_file_execution.c.id == file_id)
-            .values(status="COMPLETED", modified_at=h.clock())
+            .values(status="COMPLETED", modified_at=h.clock.advance(seconds=1))
         )
     h.aggregator.tick(reconcile=False)
     for tier in ("hourly", "daily", "monthly"):
@@ -114,7 +114,7 @@ def test_bug18_a_failing_tick_writes_nothing(h: Harness, monkeypatch: pytest.Mon
     def explode(*args: object, **kwargs: object) -> int:
         raise RuntimeError("crash between the hourly and the daily write")
 
-    monkeypatch.setattr("aggregator.store.apply_deltas", explode)
+    monkeypatch.setattr("aggregator.recompute._rebuild", explode)
     with pytest.raises(RuntimeError):
         h.aggregator.tick()
     with h.rollup.connect() as conn:  # the hourly write was rolled back with the rest

@@ -1,6 +1,8 @@
-"""Property test: random histories of inserts, late status changes, deletes, ticks and
-reconciliations. After each tick every tier equals the oracle, within DESIGN's guarantees:
-deletes show after a reconciliation within its window, and always after a backfill."""
+"""Property test: random histories of inserts, late status changes, deletes, re-attributions
+(pipelines switching type, workflows changing organization), rows stamped in the future,
+generated data, backfills, short cleanups, ticks and reconciliations. After each tick every tier
+equals the oracle, within the README's guarantees: deletes show after a reconciliation within its
+window, and always after a backfill."""
 
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as strat
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from aggregator import source_tables as st
 from aggregator.settings import Settings
+from aggregator.state import announce_source_writes
+from aggregator.testdata import GenerateOptions, generate
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, Org, utc
 
@@ -40,6 +44,21 @@ operation = strat.one_of(
     ),
     strat.tuples(strat.just("complete"), strat.integers(0, 50)),
     strat.tuples(strat.just("delete"), strat.integers(0, 50)),
+    strat.tuples(strat.just("flip_pipeline"), strat.integers(0, 2)),
+    strat.tuples(strat.just("move_workflow"), strat.integers(0, 2), strat.integers(0, 2)),
+    strat.tuples(
+        strat.just("future_usage"),
+        strat.integers(0, 2),
+        strat.integers(0, 3000),
+        strat.integers(1, 30),
+    ),
+    strat.tuples(strat.just("generate"), strat.integers(1, 40)),
+    strat.tuples(strat.just("backfill"), strat.integers(1, 45)),
+    strat.tuples(
+        strat.just("cleanup_then_backfill"),
+        strat.sampled_from(["hourly", "daily"]),
+        strat.integers(1, 10),
+    ),
     strat.tuples(strat.just("tick")),
     strat.tuples(strat.just("reconcile")),
     strat.tuples(strat.just("advance"), strat.integers(1, 12 * 60)),
@@ -53,6 +72,7 @@ class Model:
     files: list[str] = field(default_factory=list)
     deletable: list[tuple[Any, str, datetime]] = field(default_factory=list)
     unreconciled: list[datetime] = field(default_factory=list)
+    generated: int = 0
 
     def apply(self, op: tuple[Any, ...]) -> None:
         h, kind = self.h, op[0]
@@ -76,13 +96,56 @@ class Model:
                 conn.execute(
                     update(st.workflow_file_execution)
                     .where(st.workflow_file_execution.c.id == file_id)
-                    .values(status="COMPLETED", modified_at=h.clock())
+                    .values(status="COMPLETED", modified_at=h.clock.advance(seconds=1))
                 )
         elif kind == "delete" and self.deletable:
             table, row, created = self.deletable.pop(op[1] % len(self.deletable))
             with h.source.begin() as conn:
                 conn.execute(delete(table).where(table.c.id == row))
             self.unreconciled.append(created)
+        elif kind == "flip_pipeline":
+            org = self.orgs[op[1]]
+            with h.source.begin() as conn:
+                kind_now = conn.execute(
+                    select(st.pipeline.c.pipeline_type).where(st.pipeline.c.id == org.task_id)
+                ).scalar_one()
+                conn.execute(
+                    update(st.pipeline)
+                    .where(st.pipeline.c.id == org.task_id)
+                    .values(
+                        pipeline_type="ETL" if kind_now == "TASK" else "TASK",
+                        modified_at=h.clock.advance(seconds=1),
+                    )
+                )
+        elif kind == "move_workflow":
+            moved, target = self.orgs[op[1]], self.orgs[op[2]]
+            with h.source.begin() as conn:
+                conn.execute(
+                    update(st.workflow)
+                    .where(st.workflow.c.id == moved.workflow_id)
+                    .values(organization_id=target.pk, modified_at=h.clock.advance(seconds=1))
+                )
+        elif kind == "future_usage":  # a writer whose clock runs ahead
+            _, org, age, ahead = op
+            created = h.clock() - timedelta(minutes=age)
+            stamp = h.clock() + timedelta(minutes=ahead)
+            row = self.orgs[org].usage(created, modified=stamp)
+            self.deletable.append((st.usage, row, created))
+        elif kind == "generate":  # past modified_at values, announced to the next tick
+            self.generated += 1
+            options = GenerateOptions(
+                orgs=1, days=op[1], records_per_day=1, seed=1000 + self.generated, until=h.clock()
+            )
+            report = generate(h.source, h.settings.effective_source_schema, options, h.clock())
+            announce_source_writes(h.rollup, report.start, report.end, h.clock())
+        elif kind == "backfill":
+            h.backfill(days=op[1])
+            window = (h.clock() - timedelta(days=op[1])).date()
+            self.unreconciled = [c for c in self.unreconciled if c.date() < window]
+        elif kind == "cleanup_then_backfill":
+            h.aggregator.cleanup(op[1], op[2])
+            h.backfill(days=45)  # back to every tier's full retention (events are <= 40 days)
+            self.unreconciled = []
         elif kind == "tick":
             h.aggregator.tick(reconcile=False, housekeeping=False)
             if not self.unreconciled:
