@@ -6,6 +6,7 @@ cannot forget them; legends are always shown where the panel type has one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -231,7 +232,7 @@ def table_panel(
     transformations: list[md.DataTransformerConfig] | None = None,
     overrides: dict[str, str] | None = None,
 ) -> table.Panel:
-    panel = table.Panel().show_header(True).filterable(True)
+    panel = table.Panel().show_header(True).filterable(True).cell_options(mc.TableAutoCellOptions())
     for transformation in transformations or []:
         panel = panel.with_transformation(transformation)
     for field_name, field_unit in (overrides or {}).items():
@@ -296,5 +297,61 @@ class Board:
         return self.builder.build()
 
 
+PLUGIN_NAMES = {PROMETHEUS_TYPE: "Prometheus", POSTGRES_TYPE: "PostgreSQL"}
+PANEL_NAMES = {
+    "bargauge": "Bar gauge",
+    "piechart": "Pie chart",
+    "stat": "Stat",
+    "table": "Table",
+    "timeseries": "Time series",
+}
+GRAFANA_VERSION = "12.0.0"
+# The SDK writes these on every variable; Grafana's schema has them on interval variables only.
+INTERVAL_ONLY = ("auto", "auto_count", "auto_min")
+
+
+def input_name(variable: str) -> str:
+    """The import input that a data source variable defaults to (`DS_DATASOURCE`, ...)."""
+    return f"DS_{variable.upper()}"
+
+
+def for_import(model: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard as Grafana's "export for sharing externally" writes it: `__inputs` (the
+    import screen asks for each data source, and each data source variable defaults to the
+    answer), `__requires` (the Grafana version and plugins it needs), and only the keys the
+    schema knows on each variable. Provisioned copies work too: a variable whose default names
+    no data source falls back to the default one of its type."""
+    inputs: list[dict[str, str]] = []
+    requires = [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": GRAFANA_VERSION}]
+    for variable in model["templating"]["list"]:
+        if variable["type"] != "interval":
+            for key in INTERVAL_ONLY:
+                variable.pop(key, None)
+        if variable["type"] == "datasource":
+            plugin, name = variable["query"], input_name(variable["name"])
+            inputs.append(
+                {
+                    "name": name,
+                    "label": variable["label"],
+                    "description": variable["description"],
+                    "type": "datasource",
+                    "pluginId": plugin,
+                    "pluginName": PLUGIN_NAMES[plugin],
+                }
+            )
+            variable["current"] = {
+                "selected": True,
+                "text": f"${{{name}}}",
+                "value": f"${{{name}}}",
+            }
+            requires.append(
+                {"type": "datasource", "id": plugin, "name": PLUGIN_NAMES[plugin], "version": ""}
+            )
+    kinds = sorted({p["type"] for p in model["panels"] if p["type"] != "row"})
+    requires += [{"type": "panel", "id": k, "name": PANEL_NAMES[k], "version": ""} for k in kinds]
+    return {"__inputs": inputs, "__requires": requires, **model}
+
+
 def encode(dashboard: md.Dashboard) -> str:
-    return JSONEncoder(sort_keys=True, indent=2).encode(dashboard) + "\n"
+    model = json.loads(JSONEncoder(sort_keys=True, indent=2).encode(dashboard))
+    return json.dumps(for_import(model), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

@@ -176,3 +176,42 @@ def test_macro_substitution() -> None:
     assert checks.sql_for_test(sql, "A", "B", "org_1") == (
         "WHERE \"timestamp\" BETWEEN 'A' AND 'B' AND o IN ('org_1') AND 'B' > 0"
     )
+
+
+@pytest.mark.parametrize("name", sorted(generate.DASHBOARDS))
+def test_import_inputs_and_requirements(name: str) -> None:
+    """Grafana's import screen asks for one data source per data source variable, and each
+    variable defaults to the answer; __requires names every plugin the dashboard uses."""
+    dashboard = ALL[name]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    sources = {n: v for n, v in variables.items() if v["type"] == "datasource"}
+    inputs = {i["name"]: i for i in dashboard["__inputs"]}
+    assert len(inputs) == len(sources) >= 1
+    used_by_panels: dict[str, set[str]] = {}
+    for panel in checks.panels(dashboard):
+        source = panel.get("datasource")
+        if source and panel["type"] != "row":
+            used_by_panels.setdefault(source["uid"].strip("${}"), set()).add(source["type"])
+    for variable in sources.values():
+        default = variable["current"]["value"]
+        assert default.startswith("${") and default.endswith("}")
+        entry = inputs[default[2:-1]]
+        assert entry["type"] == "datasource"
+        assert {entry["pluginId"]} == used_by_panels[variable["name"]] == {variable["query"]}
+        assert entry["label"] and entry["pluginName"]
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    panel_types = {p["type"] for p in checks.panels(dashboard) if p["type"] != "row"}
+    assert {("panel", t) for t in panel_types} | {("grafana", "grafana")} <= required
+    assert {("datasource", v["query"]) for v in sources.values()} <= required
+
+
+@pytest.mark.parametrize("name", sorted(generate.DASHBOARDS))
+def test_schema_details(name: str) -> None:
+    """Table cells say how to render; interval-only keys appear only on interval variables."""
+    dashboard = ALL[name]
+    for panel in checks.panels(dashboard):
+        if panel["type"] == "table":
+            assert panel["fieldConfig"]["defaults"]["custom"]["cellOptions"] == {"type": "auto"}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "interval":
+            assert not {"auto", "auto_count", "auto_min"} & set(variable), variable["name"]
