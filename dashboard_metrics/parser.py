@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
 PROG = "dashboard-metrics"
 DESCRIPTION = (
@@ -315,8 +316,15 @@ def _command_flags(name: str, sub: argparse.ArgumentParser) -> None:
         sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors are one line too: what is wrong and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
+    parser = Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for command in COMMANDS.values():

@@ -44,7 +44,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if not line.startswith("{")]  # JSON logs
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("dashboard-metrics: error: "), lines[0]
+    assert re.match(r"dashboard-metrics( [a-z-]+)?: error: ", lines[0]), lines[0]
     return lines[0]
 
 
@@ -144,11 +144,13 @@ def test_flags_override_the_environment(tmp_path: Path) -> None:
     assert (data_dir / "dashboard-metrics.db").exists()
 
 
-def test_bad_flag_value_exits_non_zero(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["backfill", "--days", "-3"])
-    assert exit_info.value.code == 2
-    assert "--days" in capsys.readouterr().err
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    for args in (("backfill", "--days", "-3"), ("nope",), (), ("cleanup",)):
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 2
+        line = one_line_error(result).replace("dashboard-metrics backfill:", "dashboard-metrics:")
+        assert line.replace("dashboard-metrics cleanup:", "dashboard-metrics:").endswith("--help`)")
+    assert "--days" in cli("backfill", "--days", "-3", cwd=tmp_path).stderr
 
 
 # -- one-line errors ---------------------------------------------------------------------------
