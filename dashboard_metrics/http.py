@@ -16,6 +16,11 @@ from exporter.serve import check_bind
 from exporter.server import run_app
 
 
+def base_url(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
 def listen(settings: Settings) -> socket.socket:
     """A listening socket on HOST:PORT, or a one-line error naming the flag to change."""
     host, port = settings.host, settings.port
@@ -53,6 +58,6 @@ def serve(settings: Settings) -> int:
     check_bind(settings)
     sock = listen(settings)
     app = create_app(settings)
-    base = f"http://{settings.host}:{settings.port}"
+    base = base_url(settings)
     run(app, sock, lambda: print(f"serving on {base} (index page {base}/)", flush=True))
     return 0

@@ -65,7 +65,7 @@ def _fresh(source: Engine, schema: str | None) -> bool:
 
 
 def summary(settings: Settings, source: Engine) -> list[str]:
-    base = f"http://{settings.host}:{settings.port}"
+    base = http.base_url(settings)
     orgs = organizations.in_source(source)
     first = next(iter(orgs), "ORG_ID")
     lines = [f"loaded: {loaded(source).line()}"]
