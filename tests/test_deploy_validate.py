@@ -386,3 +386,32 @@ def test_systemd_units_are_hardened(unit: Path, tmp_path: Path) -> None:
     bare = tmp_path / unit.name
     bare.write_text(service + "\n[Install]\nWantedBy=multi-user.target\n")
     assert exposure(bare) > 7
+
+
+# -- the README's deployment section ------------------------------------------------------------
+
+
+def _deployment_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("<!-- section:deployment -->")[1].split("<!-- /section:deployment -->")[0]
+
+
+def test_readme_deployment_section_matches_the_files() -> None:
+    text = _deployment_section()
+    paths = set(re.findall(r"`?(deploy/[\w./-]+?)`?(?=[\s`),:]|$)", text))
+    assert len(paths) > 10
+    for path in paths:
+        assert (ROOT / path.rstrip(".")).exists(), f"README names a missing {path}"
+    for overlay in OVERLAYS:
+        assert f"deploy/kubernetes/overlays/{overlay}" in text
+    for found in re.findall(r"kubectl (?:apply|kustomize) -[kf] (\S+)", text):
+        assert (ROOT / found).exists(), found
+    assert set(re.findall(r"dashboard-metrics:\d+\.\d+\.\d+", text)) == {IMAGE}
+    resources = {f"{d['kind']}/{d['metadata']['name']}" for d in docs("production")}
+    for kind, name in re.findall(r"(job|deployment)/(dashboard-metrics-[a-z]+)", text):
+        assert f"{kind.capitalize()}/{name}" in resources, name
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    for pinned in re.findall(r"`(python:[\w.-]+)`", text) + re.findall(r"uv `(\d[\d.]+)`", text):
+        assert pinned in dockerfile, pinned
+    quoted = {float(x) for x in re.findall(r"rates each\s+(\d\.\d)", text)}
+    assert quoted == {exposure(unit) for unit in UNITS}
