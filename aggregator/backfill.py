@@ -124,6 +124,12 @@ class Backfill:
         # floor follows the restored range down, contiguously (see _lifted_floors).
         for month, days in reversed(months):
             self._month(now, month, days, report, progress)
+        opts = self.options
+        if not opts.dry_run and (opts.skip_hourly or opts.skip_daily or opts.skip_monthly):
+            # A skipped tier may now lag a pending change the others absorbed: the next tick
+            # recomputes the window and rebuilds its days and months from the tiers below.
+            start = day_start(report.start)
+            state.request_recompute(self.aggregator.rollup, start, day_start(report.end + DAY), now)
         log.info(
             "backfill",
             extra={

@@ -142,12 +142,13 @@ class Aggregator:
                 cap = min(filter(None, (changes.source_now(source), now)))
                 overlap = timedelta(seconds=self.settings.change_overlap_seconds)
                 scanned = changes.scan_changes(source, stored, cap, overlap)
-                dirty = scanned.dirty | self._requested_hours(stored)
+                requested = self._requested_hours(stored)
+                dirty = scanned.dirty | requested
                 if reconcile:
                     start = now - timedelta(days=self.settings.reconcile_days)
                     dirty |= set(hours_between(start, now + HOUR))
                 coverage = coverage_at(self.settings, stored, now)
-                plan = Plan.for_dirty_hours(dirty, coverage)
+                plan = Plan.for_dirty_hours(dirty, coverage, {h.date() for h in requested})
                 written = execute(conn, source, plan, coverage, now) if plan else Written()
             if housekeeping:
                 result.cleaned = self._housekeeping(conn, stored, now)

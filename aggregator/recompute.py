@@ -77,10 +77,16 @@ class Plan:
     hours: set[datetime] = field(default_factory=set)
     days: set[date] = field(default_factory=set)
     months: set[date] = field(default_factory=set)
+    # Days whose day and month rows are rebuilt for every organization even if no hour below
+    # changed: a backfill that skipped a tier may have written a pending change into the
+    # tiers below it only.
+    rebuild: set[date] = field(default_factory=set)
 
     @classmethod
-    def for_dirty_hours(cls, dirty: Iterable[datetime], coverage: Coverage) -> Plan:
-        plan = cls()
+    def for_dirty_hours(
+        cls, dirty: Iterable[datetime], coverage: Coverage, rebuild: Iterable[date] = ()
+    ) -> Plan:
+        plan = cls(rebuild={day for day in rebuild if coverage.day_covered(day)})
         for hour in dirty:
             day = hour.date()
             if not coverage.day_covered(day):
@@ -93,7 +99,7 @@ class Plan:
         return plan
 
     def __bool__(self) -> bool:
-        return bool(self.hours or self.days or self.months)
+        return bool(self.hours or self.days or self.months or self.rebuild)
 
 
 @dataclass
@@ -133,12 +139,12 @@ def _rebuild(
     lower: Tier,
     upper: Tier,
     periods: set[date],
-    organizations: set[str],
+    organizations: set[str] | None,
     span: Callable[[Iterable[date]], list[tuple[date, date]]],
     stamp: datetime,
 ) -> set[RowKey]:
-    """Rewrite ``upper``'s rows of ``periods`` (for ``organizations``) as sums of ``lower``'s
-    stored rows; returns the keys that changed."""
+    """Rewrite ``upper``'s rows of ``periods`` (for ``organizations``, None: all) as sums of
+    ``lower``'s stored rows; returns the keys that changed."""
     ranges = span(periods)
     lower_ranges = as_time_ranges(ranges) if lower is HOURLY else ranges
     new: Rollup = {}
@@ -166,10 +172,12 @@ def execute(
 ) -> Written:
     """Apply ``plan`` to the rollup tiers (``conn`` holds the write lock)."""
     written = Written()
-    days: set[date] = set()  # days whose hours changed, rebuilt from them
-    day_orgs: set[str] = set()
-    months: set[date] = set()  # months whose days changed
-    month_orgs: set[str] = set()
+    # Days whose hours changed, rebuilt from them; months whose days changed. For a forced
+    # rebuild, every organization.
+    days = {d for d in plan.rebuild - plan.days if coverage.day_from_hours(d)}
+    months = {month_of(d) for d in plan.rebuild}
+    day_orgs: set[str] | None = None if plan.rebuild else set()
+    month_orgs: set[str] | None = None if plan.rebuild else set()
 
     if plan.hours:
         changed = _from_source(conn, source, HOURLY, merge_ranges(list(plan.hours), HOUR), stamp)
@@ -178,7 +186,8 @@ def execute(
             day = as_datetime(key.period).date()
             if day not in plan.days and coverage.day_from_hours(day):
                 days.add(day)
-                day_orgs.add(key.organization_id)
+                if day_orgs is not None:
+                    day_orgs.add(key.organization_id)
 
     changed_days: set[RowKey] = set()
     if plan.days:
@@ -189,7 +198,8 @@ def execute(
     written.daily += len(changed_days)
     for key in changed_days:
         months.add(month_of(key.period))
-        month_orgs.add(key.organization_id)
+        if month_orgs is not None:
+            month_orgs.add(key.organization_id)
 
     from_source = plan.months | {m for m in months if not coverage.month_from_days(m)}
     from_days = months - from_source

@@ -26,8 +26,7 @@ HOURLY_DELETED_BEFORE = "hourly_deleted_before"
 DAILY_DELETED_BEFORE = "daily_deleted_before"
 
 
-# Time ranges whose source rows were written behind the watermarks' back (generated data): the
-# next tick recomputes them. A list of [start, end) ISO pairs.
+# Event time ranges the next tick recomputes (request_recompute). A list of [start, end) ISO pairs.
 RECOMPUTE_REQUESTS = "recompute_requests"
 
 
@@ -73,22 +72,17 @@ def generation(conn: Connection) -> int:
     return int(get(conn, GENERATION) or 0)
 
 
-def request_recompute(conn: Connection, start: datetime, end: datetime, now: datetime) -> None:
-    """Ask the next tick to recompute [start, end) from the source (``conn`` holds the write
-    lock, so a tick cannot consume the list between this read and write)."""
-    requests = get(conn, RECOMPUTE_REQUESTS) or []
-    requests.append([start.isoformat(), end.isoformat()])
-    put(conn, {RECOMPUTE_REQUESTS: requests}, now)
-
-
-def announce_source_writes(rollup: Engine, start: datetime, end: datetime, now: datetime) -> bool:
-    """Tell the aggregator that source rows with events in [start, end) were written without a
-    current ``modified_at`` (generated data): its next tick recomputes the range. Returns False
-    when the rollup schema does not exist yet (no aggregator has run: nothing to tell)."""
+def request_recompute(rollup: Engine, start: datetime, end: datetime, now: datetime) -> bool:
+    """Ask the next tick to recompute the events in [start, end) from the source and rebuild
+    their days and months: source rows were written without a current ``modified_at``
+    (generated data), or a backfill skipped a tier. Returns False when the rollup schema does
+    not exist yet (no aggregator has run: nothing to tell)."""
     with rollup.connect() as conn:
         if not inspect(conn).has_table(aggregator_state.name, schema=aggregator_state.schema):
             return False
     with rollup.begin() as conn:
-        take_write_lock(conn)
-        request_recompute(conn, start, end, now)
+        take_write_lock(conn)  # a tick cannot consume the list between this read and write
+        requests = get(conn, RECOMPUTE_REQUESTS) or []
+        requests.append([start.isoformat(), end.isoformat()])
+        put(conn, {RECOMPUTE_REQUESTS: requests}, now)
     return True

@@ -44,7 +44,7 @@ class GenerateReport:
     organizations: list[str]
     rows: dict[str, int]
     # The event times the run wrote or deleted rows in: their modified_at values lie in the
-    # past, so the aggregator is told to recompute this range (state.announce_source_writes).
+    # past, so the aggregator is told to recompute this range (state.request_recompute).
     start: datetime
     end: datetime
 

@@ -22,7 +22,7 @@ from aggregator.embedded import sqlite_file
 from aggregator.engine import Aggregator, TickResult
 from aggregator.progress import ProgressBar
 from aggregator.settings import Settings, redact
-from aggregator.state import announce_source_writes
+from aggregator.state import request_recompute
 from aggregator.testdata import GenerateOptions, GenerateReport, generate
 from aggregator.timeutil import utcnow
 from dashboard_metrics import organizations
@@ -194,7 +194,7 @@ def _announce(settings: Settings, report: GenerateReport) -> bool:
         return False
     rollup = rollup_engine(settings)
     try:
-        return announce_source_writes(rollup, report.start, report.end, utcnow())
+        return request_recompute(rollup, report.start, report.end, utcnow())
     finally:
         rollup.dispose()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import Table, update
 
 from aggregator import migrate, state
@@ -47,6 +48,20 @@ def test_backfill_beside_a_pending_change_counts_it_once(h: Harness) -> None:
     h.clock.advance(minutes=2)
     h.aggregator.tick(reconcile=True)
     h.assert_matches_oracle()
+
+
+@pytest.mark.parametrize("skip", ["skip_hourly", "skip_daily", "skip_monthly"])
+def test_a_backfill_skipping_a_tier_loses_no_pending_change(h: Harness, skip: str) -> None:
+    org = h.org()
+    h.aggregator.tick()
+    yesterday = h.clock() - timedelta(days=1, hours=2)
+    org.usage(yesterday, cost=0.75)  # pending: no tick has seen it
+    org.usage(h.clock() - timedelta(days=40), cost=0.5)  # pending, another month
+    h.backfill(days=2, **{skip: True})
+    h.aggregator.tick(reconcile=False)
+    h.assert_matches_oracle()
+    h.clock.advance(seconds=30)
+    assert h.aggregator.tick(reconcile=False).dirty_hours == 0
 
 
 def test_backfills_and_ticks_interleaved_never_double_count(h: Harness) -> None:
@@ -160,7 +175,7 @@ def test_generated_data_beside_a_running_aggregator(h: Harness) -> None:
     # recomputed by the next tick without a backfill; --clean deletes and rewrites one org.
     again = GenerateOptions(orgs=1, days=45, records_per_day=3, seed=4, until=h.clock())
     report = generate(h.source, schema, again, h.clock())
-    assert state.announce_source_writes(h.rollup, report.start, report.end, h.clock())
+    assert state.request_recompute(h.rollup, report.start, report.end, h.clock())
     h.aggregator.tick()
     h.assert_matches_oracle()
     cleaned = GenerateOptions(
@@ -168,7 +183,7 @@ def test_generated_data_beside_a_running_aggregator(h: Harness) -> None:
     )
     report = generate(h.source, schema, cleaned, h.clock())
     assert report.start < h.clock() - timedelta(days=40)  # the deleted rows' range is included
-    state.announce_source_writes(h.rollup, report.start, report.end, h.clock())
+    state.request_recompute(h.rollup, report.start, report.end, h.clock())
     result = h.aggregator.tick()
     h.assert_matches_oracle()
     assert _stored(h, state.RECOMPUTE_REQUESTS) == []

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 
 from aggregator import source_tables as st
 from aggregator.settings import Settings
-from aggregator.state import announce_source_writes
+from aggregator.state import request_recompute
 from aggregator.testdata import GenerateOptions, generate
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, Org, utc
@@ -53,7 +53,11 @@ operation = strat.one_of(
         strat.integers(1, 30),
     ),
     strat.tuples(strat.just("generate"), strat.integers(1, 40)),
-    strat.tuples(strat.just("backfill"), strat.integers(1, 45)),
+    strat.tuples(
+        strat.just("backfill"),
+        strat.integers(1, 45),
+        strat.sampled_from(["", "skip_hourly", "skip_daily", "skip_monthly"]),
+    ),
     strat.tuples(
         strat.just("cleanup_then_backfill"),
         strat.sampled_from(["hourly", "daily"]),
@@ -137,9 +141,9 @@ class Model:
                 orgs=1, days=op[1], records_per_day=1, seed=1000 + self.generated, until=h.clock()
             )
             report = generate(h.source, h.settings.effective_source_schema, options, h.clock())
-            announce_source_writes(h.rollup, report.start, report.end, h.clock())
+            request_recompute(h.rollup, report.start, report.end, h.clock())
         elif kind == "backfill":
-            h.backfill(days=op[1])
+            h.backfill(days=op[1], **({op[2]: True} if op[2] else {}))
             window = (h.clock() - timedelta(days=op[1])).date()
             self.unreconciled = [c for c in self.unreconciled if c.date() < window]
         elif kind == "cleanup_then_backfill":
