@@ -101,7 +101,7 @@ def build() -> md.Dashboard:
             "Version",
             "The running version(s) of dashboard-metrics (dashboard_metrics_build_info).",
             "none",
-            [promql(f"count by (version) ({P}_build_info)", legend="{{version}}", instant=True)],
+            [promql(f"max by (version) ({P}_build_info)", legend="{{version}}", instant=True)],
             width=4,
         ).text_mode(BigValueTextMode.NAME)
     )

@@ -248,11 +248,10 @@ def test_every_promql_expression_returns_data(stack: Stack) -> None:
     assert not empty, "no data for:\n" + "\n".join(empty)
 
 
-# Families about one serve process (its traffic, its own view of the database, its build, its
-# scrape): they differ between one and two replicas by nature and are summed or min/maxed.
-PER_REPLICA = re.compile(
-    r"\bup\{|dashboard_metrics_(?:http_|cache_|database_up|build_info)|\bprocess_|\bpython_"
-)
+# Traffic of each serve process (HTTP requests, cache lookups), summed over replicas, and the
+# per-target `up` series: they differ between one and two replicas by nature. Everything else,
+# the per-replica state included (min up, min database_up, max build_info), must agree.
+PER_REPLICA = re.compile(r'dashboard_metrics_(?:http_|cache_)|^up\{job="[^"]+"\}$')
 # Computed by serve at scrape time: equal up to the scrapes' few milliseconds apart.
 SCRAPE_TIME = re.compile(r"dashboard_metrics_rollup_lag_seconds")
 
