@@ -25,7 +25,9 @@ RULES = (
     "Every query parameter is honoured or refused: an unknown or repeated parameter, or an "
     "invalid value, is a 400 whose `attr` names the parameter. Integers are ASCII digits only; "
     f"dates lie from {EARLIEST.date()} up to {LATEST.date()}; text is at most {TEXT_MAX} "
-    "characters without control characters. Every error is JSON (`Error`)."
+    "characters without control characters; an empty value is refused (omit the parameter for "
+    "its default), except for the text filters `project` and `tag`, where it is a value. "
+    "Every error is JSON (`Error`)."
 )
 
 

@@ -1,5 +1,8 @@
-"""schemathesis against /api/openapi.json: no 5xx and conforming responses for every operation
-(bounded and deterministic: derandomized, a few dozen examples per operation)."""
+"""schemathesis against /api/openapi.json: no 5xx and conforming responses for every operation,
+with valid data and with data that violates the document (negative: wrong types, out-of-range
+integers, values outside the enums, control characters, missing path parts), which must be
+rejected with a 4xx. Bounded and deterministic: derandomized, a few dozen examples per
+operation and generation mode. The app runs behind the runner `serve` uses."""
 
 from __future__ import annotations
 
@@ -14,21 +17,24 @@ import pytest
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
-from schemathesis import checks
+from schemathesis import GenerationMode, checks
 
 from aggregator.settings import Settings
 from exporter.app import create_app
 from exporter.openapi import document
+from exporter.server import runner
 from tests.harness import FakeClock, Harness, utc
 from tests.test_api_support import seed
 
 schema = schemathesis.openapi.from_dict(document())
+schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,
     checks.content_type_conformance,
     checks.response_schema_conformance,
+    checks.negative_data_rejection,
 ]
 
 
@@ -47,13 +53,13 @@ def base_url() -> Iterator[str]:
             port = probe.getsockname()[1]
         loop = asyncio.new_event_loop()
         app = create_app(h.settings, clock=h.clock, rollup=h.rollup, source=h.source)
-        runner = web.AppRunner(app)
+        served = runner(app)
         started = threading.Event()
 
         def run() -> None:
             asyncio.set_event_loop(loop)
-            loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+            loop.run_until_complete(served.setup())
+            loop.run_until_complete(web.TCPSite(served, "127.0.0.1", port).start())
             started.set()
             loop.run_forever()
 
@@ -61,7 +67,7 @@ def base_url() -> Iterator[str]:
         thread.start()
         started.wait(30)
         yield f"http://127.0.0.1:{port}"
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(served.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(30)
         h.dispose()
@@ -69,7 +75,7 @@ def base_url() -> Iterator[str]:
 
 @schema.parametrize()
 @settings(
-    max_examples=25,
+    max_examples=40,
     derandomize=True,
     deadline=None,
     suppress_health_check=list(HealthCheck),

@@ -14,7 +14,7 @@ from aggregator import source_tables as st
 from exporter.api import caching
 from exporter.api.context import Api
 from exporter.api.errors import invalid
-from exporter.api.params import DateRange, parse_int, parse_range
+from exporter.api.params import DateRange, given, parse_int, parse_range
 from exporter.dbcall import run_db
 
 DEPLOYMENT_TYPES = ("API", "ETL", "TASK", "WF")
@@ -207,7 +207,7 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
 async def workflow_token_usage(request: web.Request, api: Api, org: str) -> web.Response:
     async def compute() -> dict[str, Any]:
         query = request.query
-        raw = query.get("deployment_type") or "API"
+        raw = given(query, "deployment_type") or "API"
         kind = raw.upper()
         if kind not in DEPLOYMENT_TYPES:
             raise invalid(

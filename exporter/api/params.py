@@ -28,8 +28,17 @@ _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _DIGITS = re.compile("[0-9]{1,12}")
 
 
+def given(query: Mapping[str, str], name: str) -> str | None:
+    """A parameter's value, None when absent. Present means a value: an empty one is a 400,
+    not a silent default (omit the parameter for its default)."""
+    raw = query.get(name)
+    if raw == "":
+        raise invalid(name, "An empty value is not valid; omit the parameter for its default.")
+    return raw
+
+
 def parse_tz(query: Mapping[str, str]) -> tzinfo:
-    name = query.get("tz", "UTC") or "UTC"
+    name = given(query, "tz") or "UTC"
     if name in {"UTC", "Etc/UTC", "Z"}:
         return UTC
     try:
@@ -43,8 +52,8 @@ def parse_tz(query: Mapping[str, str]) -> tzinfo:
 
 def parse_datetime(query: Mapping[str, str], name: str, tz: tzinfo) -> datetime | None:
     """ISO-8601 date or date-time; naive values are local times of ``tz``."""
-    raw = query.get(name)
-    if raw is None or raw == "":
+    raw = given(query, name)
+    if raw is None:
         return None
     try:
         if len(raw) == 10:
@@ -72,8 +81,8 @@ def parse_datetime(query: Mapping[str, str], name: str, tz: tzinfo) -> datetime 
 def parse_choice(
     query: Mapping[str, str], name: str, choices: tuple[str, ...], default: str
 ) -> str:
-    raw = query.get(name)
-    if raw is None or raw == "":
+    raw = given(query, name)
+    if raw is None:
         return default
     if raw not in choices:
         raise invalid(name, f'"{raw}" is not a valid choice; expected one of {", ".join(choices)}.')
@@ -82,8 +91,8 @@ def parse_choice(
 
 def parse_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """ASCII digits only: no sign, spaces, underscores or other scripts' digits."""
-    raw = query.get(name)
-    if raw is None or raw == "":
+    raw = given(query, name)
+    if raw is None:
         return default
     if not _DIGITS.fullmatch(raw):
         raise invalid(name, f"A whole number in ASCII digits is required, got {raw!r}.")
@@ -94,7 +103,7 @@ def parse_int(query: Mapping[str, str], name: str, default: int, low: int, high:
 
 
 def parse_bool(query: Mapping[str, str], name: str) -> bool:
-    raw = (query.get(name) or "false").lower()
+    raw = (given(query, name) or "false").lower()
     if raw in {"true", "1", "yes"}:
         return True
     if raw in {"false", "0", "no"}:
