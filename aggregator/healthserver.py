@@ -26,13 +26,19 @@ def status(daemon: Daemon) -> tuple[int, dict[str, Any]]:
         "seconds_since_last_successful_tick": None if age is None else round(age, 3),
         "failures": daemon.failures,
     }
-    if daemon.last_error:
-        body["last_error"] = daemon.last_error
+    # States only: the last error names hosts and ports, and is in the log already.
     return (200 if ready else 503), body
 
 
 def start(daemon: Daemon, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        # Errors the server answers itself (malformed requests) are JSON too.
+        error_content_type = "application/json"
+        error_message_format = '{"status": "error", "code": %(code)d}'
+
+        def version_string(self) -> str:
+            return "dashboard-metrics"  # no Python or library versions on the wire
+
         def do_GET(self) -> None:
             if self.path == "/healthz":
                 code, body = 200, {"status": "ok", "role": daemon.role}

@@ -315,3 +315,36 @@ def test_memory_stays_flat_under_unique_parameter_streams(tmp_path: Path) -> Non
     assert served_bytes > 15 * bound, served_bytes
     print(f"RSS {before} -> {after} KiB ({growth_mib:+.1f} MiB) after {served_bytes} bytes served")
     assert growth_mib < 8, (before, after, served_bytes)
+
+
+def test_aggregate_health_endpoint_reports_states_only(h: Harness) -> None:
+    """The sibling of /readyz on `aggregate --health-port`: no error text, no versions."""
+    import threading
+
+    from aggregator import healthserver
+    from aggregator.daemon import Daemon
+
+    daemon = Daemon(h.aggregator, threading.Event())
+    daemon.role = "active"
+    daemon.failures = 3
+    daemon.last_error = "connection to server at 10.1.2.3, port 6543 failed: refused"
+    port = free_port()
+    server = healthserver.start(daemon, "127.0.0.1", port)
+    try:
+        for path, status in (("/readyz", 503), ("/healthz", 200), ("/nope", 404)):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}") as response:
+                    code, headers, raw = response.status, response.headers, response.read()
+            except urllib.error.HTTPError as error:
+                code, headers, raw = error.code, error.headers, error.read()
+            assert code == status
+            assert headers["Server"] == "dashboard-metrics", headers["Server"]
+            assert headers["Content-Type"] == "application/json"
+            assert "10.1.2.3" not in raw.decode() and "6543" not in raw.decode()
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(b"GET /readyz HTTP/2.0\r\n\r\n")
+            answer = conn.makefile("rb").read()
+        # Malformed requests are answered by http.server itself: JSON, not its HTML page.
+        assert json.loads(answer.split(b"\r\n\r\n")[-1]) == {"status": "error", "code": 505}
+    finally:
+        server.shutdown()
