@@ -233,3 +233,33 @@ def test_the_log_formatter_scrubs_secrets_from_any_logger(h: Harness) -> None:
     assert text.count("[redacted]") >= 5
     for leaked in (*SECRETS[:2], "opaque-value-9", "never-configured-token"):
         assert leaked not in text, leaked
+
+
+async def test_metrics_and_anonymous_endpoints_take_odd_headers(h: Harness) -> None:
+    """Siblings of the Authorization finding: every header /metrics and the anonymous pages
+    read, with undecodable or absurd values, is answered without a 5xx."""
+    h.org()
+    odd = [
+        b"Accept: \xff\xfe",
+        b"Accept: application/openmetrics-text; version=\xff",
+        b"Accept: text/plain;q=nan, */*;q=-1",
+        b"Accept-Encoding: \xffgzip",
+        b"Accept-Encoding: gzip;q=\xff",
+        b"X-Prometheus-Scrape-Timeout-Seconds: nan",
+        b"X-Prometheus-Scrape-Timeout-Seconds: -inf",
+        b"X-Prometheus-Scrape-Timeout-Seconds: 1e400",
+        b"X-Prometheus-Scrape-Timeout-Seconds: \xff",
+        b"Cookie: \xff=\xfe",
+        b"Host: \xff",
+    ]
+    async with served(h, metrics_auth=f"bearer:{TOKEN}") as server:
+        for target in ("/metrics", "/", "/healthz", "/readyz", "/api/openapi.json"):
+            for header in odd:
+                raw = b"GET " + target.encode() + b" HTTP/1.1\r\nConnection: close\r\n"
+                if not header.startswith(b"Host:"):
+                    raw += b"Host: x\r\n"
+                raw += b"Authorization: Bearer " + TOKEN.encode() + b"\r\n" + header + b"\r\n\r\n"
+                reply = await server.raw(raw)
+                assert reply.status < 500, (target, header, reply)
+                if reply.status >= 400:
+                    assert_json_error(reply, reply.status)

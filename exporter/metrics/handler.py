@@ -144,6 +144,16 @@ def render(
     return body, content_type, False
 
 
+def negotiable(accept: str) -> str:
+    """``accept``, or "" (the classic text format) when prometheus_client cannot parse it: a
+    non-numeric ``version=`` raises TypeError inside choose_encoder (a 500 otherwise)."""
+    try:
+        choose_encoder(accept)
+    except Exception:
+        return ""
+    return accept
+
+
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     config = app[CONFIG]
@@ -167,7 +177,7 @@ async def metrics(request: web.Request) -> web.Response:
         version=config.version,
     )
     families = service.families(inputs) + runtime.families(app[RUNTIME])
-    accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
+    accept = negotiable(",".join(request.headers.getall(hdrs.ACCEPT, [])))
     gzip_ok = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     # Rendering tens of thousands of samples is CPU work: keep the event loop free, in a pool
     # of its own that database threads stuck on an unreachable server cannot exhaust.
