@@ -6,7 +6,9 @@ warm: throughput of summary/ and series/ with a warm cache, against a bare aioht
 cold: p95 latency of series/ over a 90-day daily range with the cache off, on a small and a
       large source history served at once, rounds alternating between them (rollups make it
       independent of the source size).
-Servers run in their own processes unless --in-process. Figures: benchmarks/README.md ("API").
+Servers run in their own processes unless --in-process; the API runs behind the same runner and
+protocol handler as `serve` (exporter/server.py), the bare handler behind aiohttp's own.
+Figures: benchmarks/README.md ("API").
 
   uv run python benchmarks/bench_api.py warm --url postgresql+psycopg://.../bench_api_small
   uv run python benchmarks/bench_api.py cold --small-url ... --large-url ...
@@ -31,6 +33,9 @@ from aggregator.db import rollup_engine, source_engine
 from aggregator.rollup_tables import HOURLY
 from aggregator.settings import Settings
 from exporter.app import create_app
+from exporter.keys import SETTINGS
+from exporter.server import run_app
+from exporter.server import runner as served_by
 
 CONNECTIONS = 50
 
@@ -42,7 +47,9 @@ def free_port() -> int:
 
 
 async def start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+    # The API behind the runner `serve` uses (its protocol handler included); the bare
+    # handler behind aiohttp's own.
+    runner = served_by(app) if SETTINGS in app else web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -108,8 +115,10 @@ def _bare(body: bytes) -> web.Application:
 
 def _serve(kind: str, payload: Any, port: int) -> None:
     """A server process: the API (payload: Settings) or the bare handler (payload: body)."""
-    app = app_for(payload) if kind == "api" else _bare(payload)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    if kind == "api":
+        run_app(app_for(payload), host="127.0.0.1", port=port)  # as `serve` runs it
+    else:
+        web.run_app(_bare(payload), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 class Server:
