@@ -25,7 +25,7 @@ def redact(secrets: Iterable[str]) -> None:
     take in a message: as is, JSON-escaped, or inside a Python bytes repr."""
     for secret in secrets:
         if len(secret) < 4:
-            continue  # too short to scrub without mangling every line; settings forbid less
+            continue  # would mangle every line; header forms are still caught by _CREDENTIALS
         raw = repr(secret.encode())[2:-1]
         _secrets.update({secret, json.dumps(secret)[1:-1], raw, json.dumps(raw)[1:-1]})
 
