@@ -38,7 +38,8 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
-    where = redact(settings.rollup_url)
+    path = sqlite_file(settings.rollup_url)
+    where = str(path.resolve()) if path else redact(settings.rollup_url)
     if before == after:
         print(f"rollup schema is up to date ({where})")
     else:

@@ -407,7 +407,8 @@ def test_cleanup_and_migrate_commands(h: Harness) -> None:
 
 def test_migrate_creates_then_reports_up_to_date(tmp_path: Path) -> None:
     first = cli("migrate", cwd=tmp_path)
-    assert first.stdout.startswith("rollup schema created (sqlite:///")
+    db = tmp_path.resolve() / ".dashboard-metrics" / "dashboard-metrics.db"
+    assert first.stdout == f"rollup schema created ({db})\n"
     assert cli("migrate", cwd=tmp_path).stdout.startswith("rollup schema is up to date")
 
 
