@@ -1,48 +1,46 @@
 """Finding the dirty hours: which event hours changed since the previous tick.
 
-Every source table that creates or attributes events has a watermark: the newest change
-(``modified_at``; ``created_at`` for the insert-only page_usage) seen, never past the source
-snapshot's own clock. A tick scans the rows changed after ``watermark - overlap`` (the overlap
-catches transactions that commit late) and groups them by the hour of the events they create
-or attribute:
+The watermark is the source snapshot's clock at the previous tick (or the aggregator's, when
+earlier): everything committed before it was seen then. A tick reads the rows whose change time
+(``modified_at``; ``created_at`` for the insert-only page_usage) lies after ``watermark -
+overlap`` (the overlap catches transactions that commit after they stamped their rows) and
+groups them by the hour of the events they touch:
 
 - an event row dirties its own hour;
-- an execution dirties the hours of its file executions (documents and failed pages follow
-  the execution's workflow), a workflow the hours of its executions and their files, a pipeline
-  or API deployment the hours of its executions (the organization, or ETL versus TASK);
+- an execution dirties the hours of its file executions (documents and failed pages follow the
+  execution's workflow);
 - new page rows of a failed file dirty that file's hour (failed_pages).
 
-Each scan keeps, per hour, a fingerprint of the rows it saw (count, newest change, sum of
-change times) taken at the next tick's threshold. An hour is dirty only when its fingerprint
-differs: an idle tick recomputes nothing, while a late commit inside the overlap, an update or a
-delete still changes its hour's fingerprint.
+Each of these scans keeps, per hour, a fingerprint of the rows it saw (count, newest change, sum
+of change times) at the next tick's threshold. An hour is dirty only when its fingerprint
+differs: an idle tick recomputes nothing, while a late commit inside the overlap, an update or
+a delete still changes its hour's fingerprint.
+
+Workflows, pipelines and API deployments attribute events without creating any (the
+organization, ETL versus TASK), and they change for unrelated reasons too (a pipeline's run
+count moves on every run). Their attribution columns are kept in ``source_attribution``: only a
+row whose attribution changed dirties the hours of its executions (and their files).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, func, select
+from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
 from sqlalchemy.engine import Connection
 
 from aggregator import source_tables as st
 from aggregator import state
 from aggregator.catalogue import change_columns
-from aggregator.rollup_tables import Granularity
+from aggregator.rollup_tables import Granularity, source_attribution
 from aggregator.sourcesql import as_utc_or_none, bucket_expr, file_id_matches_run_id, parse_bucket
+from aggregator.upsert import upsert_rows
 
 Fingerprints = dict[str, list[str]]  # hour (ISO) -> [count, newest change, sum of change times]
-
-# Tables that attribute events to an organization or a metric without creating any.
-ATTRIBUTING_TABLES = ("workflow", "pipeline", "api_deployment")
-
-
-def watermark_tables() -> dict[str, str]:
-    """Every watched table -> its change column."""
-    return {**change_columns(), **{name: "modified_at" for name in ATTRIBUTING_TABLES}}
 
 
 @dataclass(frozen=True)
@@ -53,15 +51,18 @@ class Scan:
     table: str
     joined: Callable[[str], FromClause]
     event_time: Callable[[], ColumnElement[Any]]
-    where: Callable[[str], list[ColumnElement[bool]]] = lambda _dialect: []
+    where: Callable[[], list[ColumnElement[bool]]] = list
+
+    def change_column(self) -> ColumnElement[Any]:
+        return st.SOURCE_TABLES[self.table].c[change_columns()[self.table]]
+
+
+_we, _wfe, _wf = st.workflow_execution, st.workflow_file_execution, st.workflow
 
 
 def _direct(table: str) -> Scan:
     source = st.SOURCE_TABLES[table]
     return Scan(table, table, lambda _d: source, lambda: source.c.created_at)
-
-
-_we, _wfe, _wf = st.workflow_execution, st.workflow_file_execution, st.workflow
 
 
 def _files_of_executions(_dialect: str) -> FromClause:
@@ -80,51 +81,55 @@ SCANS: tuple[Scan, ...] = (
         "page_usage",
         _pages_of_files,
         lambda: _wfe.c.created_at,
-        lambda _d: [_wfe.c.status == "ERROR"],
+        lambda: [_wfe.c.status == "ERROR"],
     ),
-    Scan(
-        "execution_files",
-        "workflow_execution",
-        _files_of_executions,
-        lambda: _wfe.c.created_at,
-    ),
-    Scan(
-        "workflow_executions",
-        "workflow",
-        lambda _d: _we.join(_wf, _wf.c.id == _we.c.workflow_id),
-        lambda: _we.c.created_at,
-    ),
-    Scan(
-        "workflow_files",
-        "workflow",
-        lambda d: _files_of_executions(d).join(_wf, _wf.c.id == _we.c.workflow_id),
-        lambda: _wfe.c.created_at,
-    ),
-    Scan(
-        "pipeline_executions",
-        "pipeline",
-        lambda _d: _we.join(st.pipeline, st.pipeline.c.id == _we.c.pipeline_id),
-        lambda: _we.c.created_at,
-    ),
-    Scan(
-        "api_deployment_executions",
-        "api_deployment",
-        lambda _d: _we.join(st.api_deployment, st.api_deployment.c.id == _we.c.pipeline_id),
-        lambda: _we.c.created_at,
-    ),
+    Scan("execution_files", "workflow_execution", _files_of_executions, lambda: _wfe.c.created_at),
+)
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """A source table whose rows attribute events: which columns, and the event hours that
+    follow a row (its executions, and their files)."""
+
+    table: str
+    columns: tuple[str, ...]
+    execution_column: str  # workflow_execution's column referencing the row
+
+    def source(self) -> Any:
+        return st.SOURCE_TABLES[self.table]
+
+    def dependent_hours(self, ids: list[str], dialect: str) -> list[Select[Any]]:
+        link = _we.c[self.execution_column].in_(ids)
+        executions = select(bucket_expr(_we.c.created_at, Granularity.HOUR, dialect)).where(link)
+        files = (
+            select(bucket_expr(_wfe.c.created_at, Granularity.HOUR, dialect))
+            .select_from(_files_of_executions(dialect))
+            .where(link)
+        )
+        return [executions.distinct(), files.distinct()]
+
+
+ATTRIBUTIONS = (
+    Attribution("workflow", ("organization_id",), "workflow_id"),
+    Attribution("pipeline", ("organization_id", "pipeline_type"), "pipeline_id"),
+    Attribution("api_deployment", ("organization_id",), "pipeline_id"),
 )
 
 
 def _change_time_sum(column: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
-    if dialect == "postgresql":
-        return func.sum(func.extract("epoch", column))
-    return func.sum(func.julianday(column))
+    return func.extract("epoch", column) if dialect == "postgresql" else func.julianday(column)
 
 
-def _fingerprint_query(scan: Scan, since: datetime | None, dialect: str) -> Select[Any]:
-    changed = st.SOURCE_TABLES[scan.table].c[watermark_tables()[scan.table]]
+def _fingerprint_query(
+    scan: Scan, since: datetime | None, upcoming: datetime, dialect: str
+) -> Select[Any]:
+    """Per hour, the fingerprint of the rows changed after ``since`` and, in the same pass, of
+    those changed after ``upcoming`` (>= since: the next tick's threshold)."""
+    changed = scan.change_column()
     hour = bucket_expr(scan.event_time(), Granularity.HOUR, dialect)
-    conditions = scan.where(dialect)
+    later = changed > upcoming
+    conditions = scan.where()
     if since is not None:
         conditions.append(changed > since)
     return (
@@ -132,7 +137,10 @@ def _fingerprint_query(scan: Scan, since: datetime | None, dialect: str) -> Sele
             hour.label("hour"),
             func.count().label("n"),
             func.max(changed).label("latest"),
-            _change_time_sum(changed, dialect).label("total"),
+            func.sum(_change_time_sum(changed, dialect)).label("total"),
+            func.sum(case((later, 1), else_=0)).label("next_n"),
+            func.max(case((later, changed))).label("next_latest"),
+            func.sum(case((later, _change_time_sum(changed, dialect)))).label("next_total"),
         )
         .select_from(scan.joined(dialect))
         .where(*conditions)
@@ -140,28 +148,22 @@ def _fingerprint_query(scan: Scan, since: datetime | None, dialect: str) -> Sele
     )
 
 
+def _fingerprint(n: Any, latest: Any, total: Any) -> list[str]:
+    return [str(n), str(as_utc_or_none(latest)), str(total)]
+
+
 def fingerprints(
-    conn: Connection, scan: Scan, since: datetime | None
-) -> tuple[Fingerprints, datetime | None]:
-    """Per event hour, the fingerprint of the rows changed after ``since``; and the newest
-    change among them."""
-    result: Fingerprints = {}
-    newest: datetime | None = None
-    for row in conn.execute(_fingerprint_query(scan, since, conn.dialect.name)):
-        hour = parse_bucket(row.hour, Granularity.HOUR)
-        latest = as_utc_or_none(row.latest)
-        result[hour.isoformat()] = [str(row.n), str(latest), str(row.total)]
-        if latest is not None and (newest is None or latest > newest):
-            newest = latest
-    return result, newest
-
-
-def _newest_change(conn: Connection, table: str, since: datetime | None) -> datetime | None:
-    changed = st.SOURCE_TABLES[table].c[watermark_tables()[table]]
-    query = select(func.max(changed))
-    if since is not None:
-        query = query.where(changed > since)
-    return as_utc_or_none(conn.execute(query).scalar())
+    conn: Connection, scan: Scan, since: datetime | None, upcoming: datetime
+) -> tuple[Fingerprints, Fingerprints]:
+    """The fingerprints of the rows changed after ``since`` and after ``upcoming``."""
+    now: Fingerprints = {}
+    later: Fingerprints = {}
+    for row in conn.execute(_fingerprint_query(scan, since, upcoming, conn.dialect.name)):
+        hour = parse_bucket(row.hour, Granularity.HOUR).isoformat()
+        now[hour] = _fingerprint(row.n, row.latest, row.total)
+        if row.next_n:
+            later[hour] = _fingerprint(row.next_n, row.next_latest, row.next_total)
+    return now, later
 
 
 def source_now(conn: Connection) -> datetime | None:
@@ -172,10 +174,6 @@ def source_now(conn: Connection) -> datetime | None:
     return as_utc_or_none(conn.exec_driver_sql("SELECT now()").scalar())
 
 
-def _parse(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
 @dataclass
 class ChangeScan:
     dirty: set[datetime]
@@ -183,51 +181,91 @@ class ChangeScan:
 
 
 def scan_changes(
-    conn: Connection, stored: dict[str, Any], cap: datetime, overlap: timedelta
+    rollup: Connection,
+    source: Connection,
+    stored: dict[str, Any],
+    watermark: datetime,
+    overlap: timedelta,
 ) -> ChangeScan:
-    """The hours changed since the previous tick, and the next watermarks and fingerprints.
+    """The hours changed since the previous tick, and the state the next tick starts from.
 
-    ``cap`` bounds every watermark: a row stamped in the future (a skewed clock) must not hide
-    ordinary rows written after it."""
-    marks = {table: _parse(stored.get(state.watermark_key(table))) for table in watermark_tables()}
-    since = {table: None if mark is None else mark - overlap for table, mark in marks.items()}
+    ``watermark`` is this snapshot's clock: the next tick reads from ``watermark - overlap``.
+    ``rollup`` holds the write lock (it keeps the attribution snapshot)."""
+    previous = state.previous_watermark(stored)
+    since = None if previous is None else previous - overlap
+    upcoming = watermark - overlap
+    if since is not None and upcoming < since:  # the clock went back: widen, fingerprint anew
+        since = upcoming
     dirty: set[datetime] = set()
-    seen: dict[str, Fingerprints] = {}
-    newest: dict[str, datetime | None] = dict.fromkeys(watermark_tables())
+    values: dict[str, Any] = {state.WATERMARK: watermark.isoformat()}
     for scan in SCANS:
-        current, latest = fingerprints(conn, scan, since[scan.table])
+        current, later = fingerprints(source, scan, since, upcoming)
         before = stored.get(state.fingerprint_key(scan.name))
         old: Fingerprints = {}  # none yet, or taken at another threshold: all seen is new
-        if before is not None and before["since"] == _iso(since[scan.table]):
+        if before is not None and before["since"] == _iso(since):
             old = before["hours"]
         dirty |= {
             datetime.fromisoformat(hour)
             for hour in current.keys() | old.keys()
             if current.get(hour) != old.get(hour)
         }
-        seen[scan.name] = current
-        if scan.table == scan.name:  # the table's own scan saw its newest change
-            newest[scan.table] = latest
-    for table in ATTRIBUTING_TABLES:
-        newest[table] = _newest_change(conn, table, since[table])
-
-    values: dict[str, Any] = {}
-    next_since: dict[str, datetime | None] = {}
-    for table, mark in marks.items():
-        candidates = [m for m in (mark, newest[table]) if m is not None]
-        if not candidates:
-            next_since[table] = None
-            continue
-        watermark = min(max(candidates), cap)
-        values[state.watermark_key(table)] = watermark.isoformat()
-        next_since[table] = watermark - overlap
-    for scan in SCANS:
-        threshold = next_since[scan.table]
-        hours = seen[scan.name]
-        if threshold != since[scan.table]:  # the watermark moved: fingerprint the new window
-            hours, _ = fingerprints(conn, scan, threshold)
-        values[state.fingerprint_key(scan.name)] = {"since": _iso(threshold), "hours": hours}
+        values[state.fingerprint_key(scan.name)] = {"since": upcoming.isoformat(), "hours": later}
+    for attribution in ATTRIBUTIONS:
+        dirty |= _attribution_changes(rollup, source, attribution, since)
     return ChangeScan(dirty, values)
+
+
+def _attribution_changes(
+    rollup: Connection, source: Connection, attribution: Attribution, since: datetime | None
+) -> set[datetime]:
+    """Hours of the events whose attributing row changed its attribution after ``since``; the
+    snapshot is brought up to date. The first snapshot of a table dirties nothing (the rollups
+    were built with the attribution they have)."""
+    table = attribution.source()
+    query = select(table.c.id, *(table.c[c] for c in attribution.columns))
+    if since is not None:
+        query = query.where(table.c.modified_at > since)
+    seen = {str(row[0]): json.dumps([str(v) for v in row[1:]]) for row in source.execute(query)}
+    if not seen:
+        return set()
+    snapshot = source_attribution.c
+    known = select(snapshot.row_id, snapshot.attribution).where(
+        snapshot.source_table == attribution.table
+    )
+    if since is not None:  # else: every row was seen, read the whole snapshot
+        known = known.where(snapshot.row_id.in_(sorted(seen)))
+    stored: dict[str, str] = {row_id: value for row_id, value in rollup.execute(known)}
+    changed = {row_id: value for row_id, value in seen.items() if stored.get(row_id) != value}
+    if not changed:
+        return set()
+    first = not stored and not _has_snapshot(rollup, attribution.table)
+    upsert_rows(
+        rollup,
+        source_attribution,
+        [
+            {"source_table": attribution.table, "row_id": row_id, "attribution": value}
+            for row_id, value in changed.items()
+        ],
+        ["source_table", "row_id"],
+        ["attribution"],
+    )
+    if first:
+        return set()
+    return _hours(source, attribution.dependent_hours(sorted(changed), source.dialect.name))
+
+
+def _has_snapshot(rollup: Connection, table: str) -> bool:
+    snapshot = source_attribution.c
+    query = select(snapshot.row_id).where(snapshot.source_table == table).limit(1)
+    return rollup.execute(query).first() is not None
+
+
+def _hours(source: Connection, queries: Iterable[Select[Any]]) -> set[datetime]:
+    hours: set[datetime] = set()
+    for query in queries:
+        for (raw,) in source.execute(query):
+            hours.add(parse_bucket(raw, Granularity.HOUR))  # type: ignore[arg-type]
+    return hours
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -138,10 +138,11 @@ class Aggregator:
                 due = last_occurrence(now, self.settings.reconcile_at)
                 reconcile = self._due(stored, state.LAST_RECONCILE, due)
             with source_snapshot(self.source) as source:
-                # A watermark never passes the snapshot's clock, nor ours (skewed writers).
-                cap = min(filter(None, (changes.source_now(source), now)))
+                # The watermark is the snapshot's clock (or ours, when earlier), never a row's
+                # stamp: a writer whose clock runs ahead cannot hide rows written after it.
+                watermark = min(filter(None, (changes.source_now(source), now)))
                 overlap = timedelta(seconds=self.settings.change_overlap_seconds)
-                scanned = changes.scan_changes(source, stored, cap, overlap)
+                scanned = changes.scan_changes(conn, source, stored, watermark, overlap)
                 requested = self._requested_hours(stored)
                 dirty = scanned.dirty | requested
                 if reconcile:

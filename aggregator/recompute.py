@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from aggregator import sourcesql, store
 from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Tier
 from aggregator.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
-from aggregator.values import Rollup, RowKey, add_into, as_datetime
+from aggregator.values import RowKey, as_datetime
 
 
 @dataclass(frozen=True)
@@ -147,9 +147,7 @@ def _rebuild(
     ``lower``'s stored rows; returns the keys that changed."""
     ranges = span(periods)
     lower_ranges = as_time_ranges(ranges) if lower is HOURLY else ranges
-    new: Rollup = {}
-    for key, agg in store.read(conn, lower, lower_ranges, organizations=organizations).items():
-        add_into(new, key._replace(period=upper.bucket_of(key.period)), agg)
+    new = store.sums(conn, lower, upper, lower_ranges, organizations)
     old = store.read(conn, upper, ranges, organizations=organizations)
     return store.merge(conn, upper, old, new, stamp)
 

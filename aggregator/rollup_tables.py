@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -22,7 +21,6 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from aggregator.sqltypes import UTCDateTime
-from aggregator.timeutil import month_of
 
 rollup_metadata = MetaData()
 
@@ -63,6 +61,18 @@ aggregator_state = Table(
 )
 
 
+# The attribution columns (organization, pipeline type) each workflow, pipeline and API
+# deployment had when a tick last saw it: a change moves its executions' events (changes.py).
+source_attribution = Table(
+    "source_attribution",
+    rollup_metadata,
+    Column("source_table", String(64), nullable=False),
+    Column("row_id", String(64), nullable=False),
+    Column("attribution", Text, nullable=False),
+    PrimaryKeyConstraint("source_table", "row_id", name="source_attribution_pkey"),
+)
+
+
 class Granularity(StrEnum):
     HOUR = "hour"
     DAY = "day"
@@ -79,13 +89,6 @@ class Tier:
     @property
     def period(self) -> Column[object]:
         return self.table.c[self.period_column]
-
-    def bucket_of(self, period: datetime | date) -> date:
-        """This tier's bucket holding a finer tier's ``period`` (an hour or a day)."""
-        if self.granularity is Granularity.DAY:
-            assert isinstance(period, datetime), period
-            return period.date()
-        return month_of(period)
 
 
 HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)

@@ -30,8 +30,17 @@ DAILY_DELETED_BEFORE = "daily_deleted_before"
 RECOMPUTE_REQUESTS = "recompute_requests"
 
 
-def watermark_key(table: str) -> str:
-    return f"watermark:{table}"
+# The source snapshot's clock at the last tick: the next one reads changes from it, less the
+# overlap (changes.py).
+WATERMARK = "watermark"
+_PER_TABLE_WATERMARK = "watermark:"  # before 0.3: the newest change seen per source table
+
+
+def previous_watermark(stored: dict[str, Any]) -> datetime | None:
+    if stored.get(WATERMARK) is not None:
+        return datetime.fromisoformat(stored[WATERMARK])
+    older = [v for k, v in stored.items() if k.startswith(_PER_TABLE_WATERMARK) and v]
+    return min(map(datetime.fromisoformat, older), default=None)
 
 
 def fingerprint_key(scan: str) -> str:

@@ -7,22 +7,28 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
     and_,
     bindparam,
+    cast,
     column,
     delete,
     exists,
     false,
+    func,
     or_,
     select,
     table,
     text,
+    true,
     tuple_,
 )
 from sqlalchemy.engine import Connection
 
 from aggregator.catalogue import METRICS
-from aggregator.rollup_tables import Tier
+from aggregator.rollup_tables import Granularity, Tier
 from aggregator.upsert import BATCH_SIZE, upsert_rows
 from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, Agg, Rollup, RowKey, parse_buckets
 
@@ -76,6 +82,69 @@ def read(
             continue
         key = RowKey(org, _period(tier, period), name, project, tag)
         rollup[key] = Agg(float(value), int(count), parse_buckets(buckets))
+    return rollup
+
+
+def _upper_bucket(lower: Tier, upper: Tier, dialect: str) -> Any:
+    """SQL: the ``upper`` bucket (a date) holding each of ``lower``'s periods."""
+    period = lower.period
+    if upper.granularity is Granularity.DAY:  # from hours
+        if dialect == "postgresql":
+            return cast(func.timezone("UTC", period), Date)
+        return func.date(period)
+    if dialect == "postgresql":  # months from days
+        return cast(func.date_trunc("month", period), Date)
+    return func.strftime("%Y-%m-01", period)
+
+
+def sums(
+    conn: Connection,
+    lower: Tier,
+    upper: Tier,
+    ranges: PeriodRanges,
+    organizations: Collection[str] | None = None,
+) -> Rollup:
+    """``upper``'s rows as the sums of ``lower``'s stored rows within ``ranges`` (of
+    ``organizations``, None: all), added up by the database: values and counts by GROUP BY,
+    histogram bucket counts slot by slot from the stored JSON arrays."""
+    table = lower.table
+    dialect = conn.dialect.name
+    bucket = _upper_bucket(lower, upper, dialect).label("bucket")
+    keys = [table.c.organization_id, bucket, table.c.metric_name, table.c.project, table.c.tag]
+    scope = [period_filter(lower, ranges)]
+    if organizations is not None:
+        scope.append(table.c.organization_id.in_(sorted(organizations)))
+    totals = select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
+    if dialect == "postgresql":
+        slots = (
+            func.json_array_elements_text(cast(table.c.buckets, JSON))
+            .table_valued("value", with_ordinality="slot")
+            .render_derived()
+            .lateral()
+        )
+        slot: Any = slots.c.slot - 1
+        count: Any = cast(slots.c.value, BigInteger)
+        source = table.join(slots, true())
+    else:
+        slots = func.json_each(table.c.buckets).table_valued("key", "value")
+        slot, count = slots.c.key, slots.c.value
+        source = table.join(slots, true())
+    per_slot = (
+        select(*keys, slot, func.sum(count))
+        .select_from(source)
+        .where(*scope, table.c.buckets.isnot(None))
+        .group_by(*keys, slot)
+    )
+    counts: dict[RowKey, dict[int, int]] = {}
+    for row in conn.execute(per_slot):
+        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        counts.setdefault(key, {})[int(row[5])] = int(row[6])
+    rollup: Rollup = {}
+    for row in conn.execute(totals.where(*scope).group_by(*keys)):
+        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        slots_of = counts.get(key)
+        buckets = None if slots_of is None else tuple(slots_of[i] for i in range(len(slots_of)))
+        rollup[key] = Agg(float(row[5]), int(row[6]), buckets)
     return rollup
 
 

@@ -68,8 +68,3 @@ def parse_buckets(raw: str | None) -> tuple[int, ...] | None:
 
 
 Rollup = dict[RowKey, Agg]
-
-
-def add_into(target: Rollup, key: RowKey, agg: Agg) -> None:
-    existing = target.get(key)
-    target[key] = agg if existing is None else existing + agg

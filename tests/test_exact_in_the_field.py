@@ -81,7 +81,7 @@ def test_a_future_modified_at_does_not_hide_later_rows(h: Harness) -> None:
     skewed = h.clock() + timedelta(minutes=10)
     org.usage(h.clock() - timedelta(hours=1), modified=skewed)
     h.aggregator.tick()
-    watermark = datetime.fromisoformat(str(_stored(h, state.watermark_key("usage"))))
+    watermark = datetime.fromisoformat(str(_stored(h, state.WATERMARK)))
     assert watermark <= h.clock()
     h.clock.advance(minutes=1)
     org.usage(h.clock() - timedelta(hours=3))  # an ordinary row, stamped before the skewed one
