@@ -244,3 +244,16 @@ def test_concurrent_migrations_all_succeed(db_settings: Settings) -> None:
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
+
+
+def test_an_unrelated_update_of_a_pipeline_dirties_nothing(h: Harness) -> None:
+    org = h.org()
+    _executions(org, h, "etl")
+    h.aggregator.tick()
+    h.clock.advance(minutes=1)
+    _update(h, st.pipeline, org.etl_id, run_count=7)  # every run bumps it; nothing moves
+    assert h.aggregator.tick(reconcile=False).dirty_hours == 0
+    _update(h, st.pipeline, org.etl_id, pipeline_type="TASK")
+    moved = h.aggregator.tick(reconcile=False)
+    assert moved.dirty_hours == 4, moved.as_dict()  # the hours of its four executions
+    h.assert_matches_oracle()
