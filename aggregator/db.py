@@ -121,8 +121,15 @@ def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
         engine = _sqlite_engine(url, create=writer)
         _sqlite_pragmas(engine, immediate=writer)
         return engine
+    # Every table we own lives in our own schema (Unstract has event_metrics_* tables of its
+    # own in the source schema): unqualified names resolve there, raw SQL included.
+    schema_path = {"options": f"-c search_path={settings.rollup_schema}"}
     return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args=PG_CONNECT_ARGS
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={**PG_CONNECT_ARGS, **schema_path},
     )
 
 

@@ -30,6 +30,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+            # The engine's search_path names our schema; create it (the name is validated).
+            schema = conn.exec_driver_sql("SHOW search_path").scalar()
+            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         config = _config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

@@ -7,6 +7,7 @@ objects built from it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "DASHBOARD_METRICS_"
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_DATA_DIR = Path(".dashboard-metrics")
 
 
@@ -29,6 +31,7 @@ class Settings:
     database_url: str = ""  # rollups; default: SQLite file under data_dir
     source_database_url: str = ""  # default: database_url
     source_schema: str = ""  # default: 'unstract' on PostgreSQL, none on SQLite
+    rollup_schema: str = "dashboard_metrics"  # PostgreSQL: the schema of every table we own
     redis_url: str = ""  # unset: in-process cache
     api_keys: str = ""  # "key=org_a,org_b;key2=*"
     host: str = "127.0.0.1"
@@ -154,6 +157,11 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError(f"{ENV_PREFIX}PORT: must be 1-65535, got {settings.port}")
     for name in ("reconcile_at", "hourly_cleanup_at", "daily_cleanup_at"):
         _check_clock(f"{ENV_PREFIX}{name.upper()}", getattr(settings, name))
+    if not _IDENTIFIER.fullmatch(settings.rollup_schema):
+        raise ConfigError(
+            f"{ENV_PREFIX}ROLLUP_SCHEMA: expected a schema name (letters, digits, _), "
+            f"got {settings.rollup_schema!r}"
+        )
     if settings.metrics_top_n < 0:
         raise ConfigError(f"{ENV_PREFIX}METRICS_TOP_N: must not be negative")
     return settings

@@ -47,7 +47,10 @@ def sqlalchemy_url(database: str) -> str:
 
 
 def libpq_url(database: str) -> str:
-    return f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"
+    """Plain psycopg connections; unqualified names resolve to the rollup schema (the anchor
+    baseline writes its rollup tables there too), source tables are qualified (unstract.)."""
+    path = "options=-csearch_path%3Ddashboard_metrics%2Cpublic"
+    return f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}?{path}"
 
 
 def _admin(sql: str) -> None:
@@ -92,7 +95,7 @@ def cli(database: str, *args: str) -> None:
 
 def _migrated(database: str) -> bool:
     with psycopg.connect(libpq_url(database)) as conn:
-        row = conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()
+        row = conn.execute("SELECT to_regclass('dashboard_metrics.dashboard_metrics_alembic_version')").fetchone()
     return row is not None and row[0] is not None
 
 

@@ -114,6 +114,11 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
             "(default: SQLite file in the data directory)",
         ),
         SettingFlag(
+            "rollup_schema",
+            "--rollup-schema",
+            "PostgreSQL schema of the rollup tables (default dashboard_metrics)",
+        ),
+        SettingFlag(
             "source_database_url",
             "--source-database-url",
             "Unstract source database (default: the rollup database)",
@@ -147,7 +152,7 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
     )
 }
 
-ROLLUP = ("data_dir", "database_url")
+ROLLUP = ("data_dir", "database_url", "rollup_schema")
 SOURCE = ("source_database_url", "source_schema")
 HTTP = ("host", "port", "redis_url", "allow_unauthenticated")
 

@@ -111,7 +111,9 @@ def promql_for_test(expr: str, organization: str = ".*") -> str:
 
 
 def sql_for_test(sql: str, start: str, end: str, organization: str) -> str:
-    """`$__timeFilter(col)`, `$__timeFrom()`, `$__timeTo()` and `$organization` substituted."""
+    """`$__timeFilter(col)`, `$__timeFrom()`, `$__timeTo()`, `$organization` and the rollup
+    schema constant (its default) substituted."""
+    sql = sql.replace("${rollup_schema}", "dashboard_metrics")
     sql = re.sub(r"\$__timeFilter\(([^)]*)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
     sql = sql.replace("$__timeFrom()", f"'{start}'").replace("$__timeTo()", f"'{end}'")
     return sql.replace("${organization}", f"'{organization}'").replace(

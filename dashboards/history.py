@@ -29,10 +29,26 @@ HOURLY_MAX = "7 days"
 DAILY_MAX = "90 days"
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
 ORGS = "organization_id IN ($organization)"
+# DASHBOARD_METRICS_ROLLUP_SCHEMA: the rollup tables' schema, a constant the operator can change
+# in the dashboard's settings (Grafana's PostgreSQL source has no search_path of its own).
+SCHEMA_VARIABLE = "rollup_schema"
+DEFAULT_SCHEMA = "dashboard_metrics"
+
+
+def table(name: str) -> str:
+    return f"${{{SCHEMA_VARIABLE}}}.{name}"
+
+
+def schema_variable() -> db.ConstantVariable:
+    return (
+        db.ConstantVariable(SCHEMA_VARIABLE)
+        .description("PostgreSQL schema of the rollup tables (DASHBOARD_METRICS_ROLLUP_SCHEMA)")
+        .value(DEFAULT_SCHEMA)
+    )
 
 
 def organization_variable() -> db.QueryVariable:
-    query = "SELECT DISTINCT organization_id FROM event_metrics_monthly ORDER BY 1"
+    query = f"SELECT DISTINCT organization_id FROM {table('event_metrics_monthly')} ORDER BY 1"
     return (
         db.QueryVariable("organization")
         .label("Organization")
@@ -54,17 +70,17 @@ def tiered_series_sql(metric: Metric) -> str:
     return (
         "SELECT time, organization_id AS metric, SUM(value) AS value FROM (\n"
         '  SELECT "timestamp" AS time, organization_id, metric_value AS value\n'
-        "  FROM event_metrics_hourly\n"
+        f"  FROM {table('event_metrics_hourly')}\n"
         f"  WHERE $__timeFilter(\"timestamp\") AND {RANGE} <= interval '{HOURLY_MAX}' AND {name}\n"
         "  UNION ALL\n"
         "  SELECT (\"date\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
-        "  FROM event_metrics_daily\n"
+        f"  FROM {table('event_metrics_daily')}\n"
         '  WHERE "date" BETWEEN $__timeFrom()::date AND $__timeTo()::date\n'
         f"    AND {RANGE} > interval '{HOURLY_MAX}'\n"
         f"    AND {RANGE} <= interval '{DAILY_MAX}' AND {name}\n"
         "  UNION ALL\n"
         "  SELECT (\"month\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
-        "  FROM event_metrics_monthly\n"
+        f"  FROM {table('event_metrics_monthly')}\n"
         "  WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
         "AND $__timeTo()::date\n"
         f"    AND {RANGE} > interval '{DAILY_MAX}' AND {name}\n"
@@ -87,7 +103,7 @@ def monthly_sql(metrics: Sequence[Metric], label: str, period: str, by_org: bool
     groups = "1, 2" if by_org else "1"
     return (
         f"SELECT {period} AS {label},\n{org_column}{pivot(metrics)}\n"
-        "FROM event_metrics_monthly\n"
+        f"FROM {table('event_metrics_monthly')}\n"
         "WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
         f"AND $__timeTo()::date AND {ORGS}\n"
         f"GROUP BY {groups}\n"
@@ -102,7 +118,7 @@ def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
         "the tier the range selects, as the JSON API does: up to 7 days hourly, up to 90 days "
         "daily, beyond that monthly.",
-        [rollups_variable(), organization_variable()],
+        [rollups_variable(), schema_variable(), organization_variable()],
         time_from="now-1y",
     )
     units = {m.name: panel_unit(m) for m in metrics}

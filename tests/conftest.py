@@ -36,6 +36,7 @@ def pg_database() -> Iterator[str]:
 def reset_pg(url: str) -> None:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS unstract CASCADE")
+        conn.execute("DROP SCHEMA IF EXISTS dashboard_metrics CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")
 
