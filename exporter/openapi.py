@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 # The API's own constants, so the document cannot drift from what the handlers accept.
-from exporter.api.activity import DEPLOYMENT_TYPES
+from exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
 from exporter.api.params import EARLIEST, GRANULARITIES, LATEST, METRIC_NAMES, SOURCES, TEXT_MAX
 from exporter.api.rollup_views import ORDERINGS
 
@@ -137,6 +137,7 @@ ERROR = obj(
     {
         "type": STR,
         "errors": arr(obj({"code": STR, "detail": STR, "attr": {"type": ["string", "null"]}})),
+        "message": STR,
     }
 )
 CHECK = obj({"status": STR, "message": STR}, optional=("message",))
@@ -202,7 +203,7 @@ SCHEMAS: dict[str, S] = {
                     {
                         "id": STR,
                         "execution_id": STR,
-                        "type": {"type": "string", "enum": ["etl", "task", "api", "workflow"]},
+                        "type": {"type": "string", "enum": ["etl", "api", "workflow"]},
                         "file_name": STR,
                         "status": STR,
                         "workflow_name": STR,
@@ -212,7 +213,8 @@ SCHEMAS: dict[str, S] = {
                         "cost": NUM,
                     }
                 )
-            )
+            ),
+            "limit": INT,
         }
     ),
     "WorkflowTokenUsage": obj(
@@ -323,8 +325,9 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
         [
             q(
                 "limit",
-                {"type": "integer", "minimum": 1, "maximum": 50},
-                "How many (default 10, at most 50).",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT_PARAM},
+                "How many (default 10); above 50 is clamped to 50, as Unstract does, and the "
+                "body's `limit` is the limit applied.",
             ),
             REFRESH,
         ],

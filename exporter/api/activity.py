@@ -14,11 +14,15 @@ from aggregator import source_tables as st
 from exporter.api import caching
 from exporter.api.context import Api
 from exporter.api.errors import invalid
-from exporter.api.params import DateRange, given, parse_int, parse_range
+from exporter.api.params import EARLIEST, LATEST, DateRange, given, parse_int, parse_range
 from exporter.dbcall import run_db
 
 DEPLOYMENT_TYPES = ("API", "ETL", "TASK", "WF")
 MAX_USAGE_RANGE = timedelta(days=30)
+MAX_ACTIVITY = 50
+MAX_LIMIT_PARAM = 10**12 - 1  # parse_int's twelve digits: larger is clamped, not refused
+# workflow-token-usage/ takes any valid range and trims it as Unstract does (see below).
+ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)
 
 
 def _org_pk(conn: Connection, org: str) -> int | None:
@@ -56,17 +60,20 @@ def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
         .limit(limit)
     ).all()
     pipeline_ids = {row.pipeline_id for row in files if row.pipeline_id}
+    # Unstract's mapping: an ETL pipeline of the org is "etl", else an API deployment of the
+    # org is "api", else (manual runs, TASK pipelines, anything unknown) "workflow".
     kinds: dict[str, str] = {}
     if pipeline_ids:
-        pipes = select(st.pipeline.c.id, st.pipeline.c.pipeline_type).where(
-            st.pipeline.c.id.in_(pipeline_ids), st.pipeline.c.organization_id == pk
-        )
-        for pid, kind in conn.execute(pipes):
-            kinds[pid] = {"ETL": "etl", "TASK": "task"}.get(kind, "workflow")
         apis = select(st.api_deployment.c.id).where(
             st.api_deployment.c.id.in_(pipeline_ids), st.api_deployment.c.organization_id == pk
         )
         kinds.update({aid: "api" for (aid,) in conn.execute(apis)})
+        etl = select(st.pipeline.c.id).where(
+            st.pipeline.c.id.in_(pipeline_ids),
+            st.pipeline.c.organization_id == pk,
+            st.pipeline.c.pipeline_type == "ETL",
+        )
+        kinds.update({pid: "etl" for (pid,) in conn.execute(etl)})
     usage: dict[str, tuple[int, float]] = {}
     if files:
         u = st.usage
@@ -95,13 +102,14 @@ def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
 
 async def recent_activity(request: web.Request, api: Api, org: str) -> web.Response:
     async def compute() -> dict[str, Any]:
-        limit = parse_int(request.query, "limit", 10, 1, 50)
+        # Above 50 is clamped to 50, as Unstract does; the body's `limit` says what was used.
+        limit = min(parse_int(request.query, "limit", 10, 1, MAX_LIMIT_PARAM), MAX_ACTIVITY)
 
         def read() -> list[dict[str, Any]]:
             with api.source.connect() as conn:
                 return recent(conn, org, limit)
 
-        return {"activity": await run_db(read)}
+        return {"activity": await run_db(read), "limit": limit}
 
     return await caching.cached_response(request, api, org, "recent_activity", compute)
 
@@ -214,7 +222,12 @@ async def workflow_token_usage(request: web.Request, api: Api, org: str) -> web.
                 "deployment_type",
                 f'"{raw}" is not a valid choice; expected one of {", ".join(DEPLOYMENT_TYPES)}.',
             )
-        rng = parse_range(query, api.clock(), 30, MAX_USAGE_RANGE)
+        rng = parse_range(query, api.clock(), 30, ANY_RANGE)
+        # Unstract's DeploymentUsageQuerySerializer: a range longer than 30 days keeps its end
+        # and starts exactly 30 days (720 hours) before it, with range_truncated set.
+        truncated = rng.end - rng.start > MAX_USAGE_RANGE
+        if truncated:
+            rng = DateRange(rng.end - MAX_USAGE_RANGE, rng.end, rng.tz)
 
         def read() -> list[dict[str, Any]]:
             with api.source.connect() as conn:
@@ -224,7 +237,7 @@ async def workflow_token_usage(request: web.Request, api: Api, org: str) -> web.
             "start_date": rng.start.isoformat(),
             "end_date": rng.end.isoformat(),
             "deployment_type": kind,
-            "range_truncated": False,  # a longer range is a 400, never clamped
+            "range_truncated": truncated,
             "deployments": await run_db(read),
         }
 

@@ -13,7 +13,8 @@ _TYPES = {400: "validation_error"}
 def error_body(status: int, code: str, detail: str, attr: str | None = None) -> bytes:
     kind = _TYPES.get(status) or ("server_error" if status >= 500 else "client_error")
     errors = [{"code": code, "detail": detail, "attr": attr}]
-    return json.dumps({"type": kind, "errors": errors}).encode()
+    # `message`: the human text Unstract's frontend shows on an error (issue 12).
+    return json.dumps({"type": kind, "errors": errors, "message": detail}).encode()
 
 
 def error_response(
