@@ -91,6 +91,11 @@ class _Totals:
         ]
 
 
+def _reaches(floor: Any, start: Any, end: Any) -> bool:
+    """A cleanup floor (None: no cleanup below retention) within the rewritten [start, end]."""
+    return bool(floor) and start <= floor <= end
+
+
 def month_steps(start: date, end: date) -> list[tuple[date, list[date]]]:
     """Months touching [start, end], each with its window days."""
     steps: list[tuple[date, list[date]]] = []
@@ -176,18 +181,14 @@ class Backfill:
         end = days[-1] + DAY
         hourly_floor = state.get(conn, state.HOURLY_DELETED_BEFORE)
         start = max(day_start(days[0]), coverage.hourly_from)
-        if (
-            not self.options.skip_hourly
-            and hourly_floor is not None
-            and start <= datetime.fromisoformat(hourly_floor) <= day_start(end)
+        if not self.options.skip_hourly and _reaches(
+            hourly_floor and datetime.fromisoformat(hourly_floor), start, day_start(end)
         ):
             lifted[state.HOURLY_DELETED_BEFORE] = start.isoformat()
         daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
         first = max(days[0], coverage.daily_from)
-        if (
-            not self.options.skip_daily
-            and daily_floor is not None
-            and first <= date.fromisoformat(daily_floor) <= end
+        if not self.options.skip_daily and _reaches(
+            daily_floor and date.fromisoformat(daily_floor), first, end
         ):
             lifted[state.DAILY_DELETED_BEFORE] = first.isoformat()
         return lifted
