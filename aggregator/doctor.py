@@ -14,6 +14,7 @@ from aggregator import migrate, state
 from aggregator.db import DatabaseError, check_connect, first_line, rollup_engine, source_engine
 from aggregator.embedded import missing_files
 from aggregator.settings import Settings, redact
+from aggregator.source_reads import is_read
 from aggregator.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
 from aggregator.timeutil import utcnow
 
@@ -33,7 +34,8 @@ def _type_family(type_name: str) -> str:
         ("int", ("int",)),
         ("float", ("float", "double", "real", "numeric")),
         ("bool", ("bool",)),
-        ("text", ("char", "text", "string")),
+        ("json", ("json",)),  # json and jsonb (Unstract's columns are jsonb)
+        ("text", ("char", "text", "string")),  # varchar(n), text, ...
     ):
         if any(needle in name for needle in needles):
             return family
@@ -50,21 +52,32 @@ def check_source_schema(engine: Engine, schema: str | None) -> list[Finding]:
                 findings.append(Finding("fail", f"table {name}", "missing"))
                 continue
             columns = {c["name"]: c for c in inspector.get_columns(name, schema=schema)}
-            problems = []
+            problems: list[str] = []
+            unread: list[str] = []
             for column in table.columns:
                 found = columns.get(column.name)
                 if found is None:
-                    if not column.nullable or column.name in {"created_at", "modified_at"}:
-                        problems.append(f"missing column {column.name}")
-                    continue
-                want = _type_family(str(column.type.compile(dialect=conn.dialect)))
-                have = _type_family(str(found["type"]))
-                if want != have and not (want == "uuid" and have == "text"):
-                    problems.append(f"{column.name} is {found['type']}, expected {want}")
+                    problem = f"missing column {column.name}"
+                else:
+                    want = _type_family(str(column.type.compile(dialect=conn.dialect)))
+                    have = _type_family(str(found["type"]))
+                    if want == have or (want == "uuid" and have == "text"):
+                        continue
+                    problem = f"{column.name} is {found['type']}, expected {want}"
+                # Only what the metrics and endpoints read can break them.
+                (problems if is_read(name, column.name) else unread).append(problem)
             if problems:
                 findings.append(Finding("fail", f"table {name}", "; ".join(problems)))
             else:
                 findings.append(Finding("ok", f"table {name}", "columns and types match"))
+            if unread:
+                findings.append(
+                    Finding(
+                        "warn",
+                        f"table {name}",
+                        "; ".join(unread) + " (never read by the metrics or the API)",
+                    )
+                )
             indexed = [
                 tuple(ix["column_names"]) for ix in inspector.get_indexes(name, schema=schema)
             ]
