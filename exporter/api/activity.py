@@ -12,17 +12,16 @@ from sqlalchemy.sql import Subquery
 
 from aggregator import source_tables as st
 from exporter.api import caching
+from exporter.api.anyrange import ANY_RANGE
 from exporter.api.context import Api
 from exporter.api.errors import invalid
-from exporter.api.params import EARLIEST, LATEST, DateRange, given, parse_int, parse_range
+from exporter.api.params import DateRange, given, parse_int, parse_range
 from exporter.dbcall import run_db
 
 DEPLOYMENT_TYPES = ("API", "ETL", "TASK", "WF")
 MAX_USAGE_RANGE = timedelta(days=30)
 MAX_ACTIVITY = 50
 MAX_LIMIT_PARAM = 10**12 - 1  # parse_int's twelve digits: larger is clamped, not refused
-# workflow-token-usage/ takes any valid range and trims it as Unstract does (see below).
-ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)
 
 
 def _org_pk(conn: Connection, org: str) -> int | None:

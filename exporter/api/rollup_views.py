@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from aggregator.rollup_tables import HOURLY
 from aggregator.timeutil import hour_start
 from exporter.api import caching, shape
+from exporter.api.anyrange import ANY_RANGE, build_any
 from exporter.api.context import Api
-from exporter.api.errors import invalid
+from exporter.api.errors import ApiError, invalid
 from exporter.api.params import (
     GRANULARITIES,
     SOURCES,
@@ -66,6 +67,20 @@ async def _plan(
     rng = parse_range(query, now, default_days)
     source = parse_choice(query, "source", SOURCES, "auto")
     return rng, await api.plan(rng, source, granularity, now)
+
+
+async def _overview_plan(api: Api, query: Any) -> tuple[DateRange, Plan]:
+    """Any valid range (no 365-day cap, any age), as Unstract answers it: the tiers as for
+    summary/ when they cover it, else `anyrange` (monthly for old months, the source where no
+    tier holds a part)."""
+    now = api.clock()
+    rng = parse_range(query, now, 7, ANY_RANGE)
+    try:
+        return rng, await api.plan(rng, "auto", "day", now)
+    except ApiError as exc:
+        if exc.status != 400 or exc.attr != "start_date":
+            raise
+    return rng, build_any(rng, await api.coverage(now))
 
 
 async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> web.Response:
@@ -123,7 +138,7 @@ async def series(request: web.Request, api: Api, org: str) -> web.Response:
 
 async def overview(request: web.Request, api: Api, org: str) -> web.Response:
     async def compute() -> dict[str, Any]:
-        rng, plan = await _plan(api, request.query, 7, "day")
+        rng, plan = await _overview_plan(api, request.query)
         flt = MetricFilter(None, None, None)
         cells = await _cells(api, org, flt, plan, refresh=True)
         totals, trend = shape.overview(cells, rng.tz)

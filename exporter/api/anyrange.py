@@ -1,0 +1,76 @@
+"""overview/ answers any valid range, as Unstract's does (issue 12): whole months from the
+monthly tier (kept forever), whole days from the daily tier where it holds them, hours from the
+hourly tier where it holds them, and every other hour from the source tables ("live" pieces).
+
+`plan.choose` stays the rule for the other endpoints (a clear 400 when no tier covers a part);
+this planner is used by overview/ only when `choose` finds no tier that covers the range.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aggregator.recompute import Coverage
+from aggregator.timeutil import DAY, day_start, month_of, next_month
+from exporter.api.params import EARLIEST, LATEST, DateRange
+from exporter.api.plan import Plan
+
+# Every valid range (parse_range's max_range for overview/ and workflow-token-usage/).
+ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)
+
+
+def _add(pieces: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> None:
+    if start >= end:
+        return
+    if pieces and pieces[-1][1] == start:
+        pieces[-1] = (pieces[-1][0], end)
+    else:
+        pieces.append((start, end))
+
+
+def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    """Hours the hourly tier holds (retained, trusted) from it, the others from the source."""
+    if start >= end:
+        return
+    split = min(end, max(start, coverage.hourly_from))
+    _add(plan.live, start, split)
+    day = split.date()
+    while split < end:
+        upto = min(end, day_start(day + DAY))
+        pieces = plan.live if day in coverage.untrusted_hour_days else plan.hours
+        _add(pieces, split, upto)
+        split, day = upto, day + DAY
+
+
+def _days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    first = start.date() if start == day_start(start.date()) else start.date() + DAY
+    last = end.date()
+    if first >= last:
+        _hours(plan, start, end, coverage)
+        return
+    _hours(plan, start, day_start(first), coverage)
+    held = min(last, max(first, coverage.daily_from))  # the daily tier holds [held, last)
+    _hours(plan, day_start(first), day_start(held), coverage)
+    if held < last:
+        plan.days.append((held, last))
+    _hours(plan, day_start(last), end, coverage)
+
+
+def build_any(rng: DateRange, coverage: Coverage) -> Plan:
+    start, end = rng.first_hour, rng.end_hour
+    if rng.tz is not UTC:  # local days need hours (see plan.choose)
+        plan = Plan("hourly")
+        _hours(plan, start, end, coverage)
+        return plan
+    plan = Plan("monthly")
+    first = month_of(start)
+    if day_start(first) < start:
+        first = next_month(first)
+    last = month_of(end)
+    if first >= last:
+        _days(plan, start, end, coverage)
+        return plan
+    _days(plan, start, day_start(first), coverage)
+    plan.months.append((first, last))
+    _days(plan, day_start(last), end, coverage)
+    return plan
