@@ -95,7 +95,8 @@ def cli(database: str, *args: str) -> None:
 
 def _migrated(database: str) -> bool:
     with psycopg.connect(libpq_url(database)) as conn:
-        row = conn.execute("SELECT to_regclass('dashboard_metrics.dashboard_metrics_alembic_version')").fetchone()
+        version = "dashboard_metrics.dashboard_metrics_alembic_version"
+        row = conn.execute("SELECT to_regclass(%s)", (version,)).fetchone()
     return row is not None and row[0] is not None
 
 
