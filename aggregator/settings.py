@@ -57,6 +57,11 @@ class Settings:
     cache_ttl_historical: int = 28800  # seconds; older hour buckets
     cache_max_bytes: int = 64 * 1024 * 1024  # the API's in-process cache layers, in all
     http_header_timeout_seconds: float = 10.0  # a request's headers must arrive within this
+    # Forward auth (Unstract's login): a GET to this URL template ({org_id}) decides requests
+    # without a valid bearer key; positive answers are kept this long.
+    forward_auth_url: str = ""
+    forward_auth_ttl_seconds: float = 30.0
+    forward_auth_timeout_seconds: float = 5.0
 
     @property
     def rollup_url(self) -> str:
@@ -141,6 +146,7 @@ def validate(settings: Settings) -> Settings:
         "statement_timeout_seconds": settings.statement_timeout_seconds,
         "cache_max_bytes": settings.cache_max_bytes,
         "http_header_timeout_seconds": settings.http_header_timeout_seconds,
+        "forward_auth_timeout_seconds": settings.forward_auth_timeout_seconds,
     }
     for name, value in positive.items():
         if value <= 0:
@@ -162,9 +168,21 @@ def validate(settings: Settings) -> Settings:
             f"{ENV_PREFIX}ROLLUP_SCHEMA: expected a schema name (letters, digits, _), "
             f"got {settings.rollup_schema!r}"
         )
+    _check_forward_auth(settings)
     if settings.metrics_top_n < 0:
         raise ConfigError(f"{ENV_PREFIX}METRICS_TOP_N: must not be negative")
     return settings
+
+
+def _check_forward_auth(settings: Settings) -> None:
+    url = settings.forward_auth_url
+    if url and (not url.startswith(("http://", "https://")) or "{org_id}" not in url):
+        raise ConfigError(
+            f"{ENV_PREFIX}FORWARD_AUTH_URL: expected an http(s) URL template with {{org_id}}, "
+            f"got {redact(url)!r}"
+        )
+    if settings.forward_auth_ttl_seconds < 0:
+        raise ConfigError(f"{ENV_PREFIX}FORWARD_AUTH_TTL_SECONDS: must not be negative")
 
 
 def redact(url: str) -> str:

@@ -36,7 +36,8 @@ def _organizations(request: web.Request) -> list[str]:
 
 def lists_organizations(request: web.Request) -> bool:
     settings = request.app[SETTINGS]
-    return not settings.api_keys or is_loopback(settings.host)
+    keyless = not settings.api_keys and not settings.forward_auth_url
+    return keyless or is_loopback(settings.host)
 
 
 def org_links(org: str) -> dict[str, str]:

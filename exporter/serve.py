@@ -28,9 +28,15 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(settings: Settings) -> None:
     """Without API keys the JSON API is open: only loopback, unless explicitly allowed."""
-    if settings.api_keys or settings.allow_unauthenticated or is_loopback(settings.host):
+    if (
+        settings.api_keys
+        or settings.forward_auth_url
+        or settings.allow_unauthenticated
+        or is_loopback(settings.host)
+    ):
         return
     raise ConfigError(
-        f"refusing to serve {settings.host} without DASHBOARD_METRICS_API_KEYS; set keys, bind "
+        f"refusing to serve {settings.host} without DASHBOARD_METRICS_API_KEYS or "
+        "DASHBOARD_METRICS_FORWARD_AUTH_URL; set keys, bind "
         "127.0.0.1, or pass --allow-unauthenticated (DASHBOARD_METRICS_ALLOW_UNAUTHENTICATED=1)"
     )

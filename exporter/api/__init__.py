@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from exporter import openapi
-from exporter.api import activity, health_view, live_views, rollup_views
+from exporter.api import activity, forward_auth, health_view, live_views, rollup_views
 from exporter.api.context import API, Api
 from exporter.api.errors import ApiError
+from exporter.api.forward_auth import FORWARD_AUTH
 from exporter.api.params import check_query, check_text
 from exporter.auth import AUTH, Authenticator, parse_keys
 from exporter.cache import CACHE, ResilientCache, make_backend
@@ -40,7 +41,7 @@ def _handler(
         api = request.app[API]
         org = request.match_info["org_id"]
         try:
-            api.auth.check(request, org)
+            await forward_auth.authorize(api.auth, request.app.get(FORWARD_AUTH), request, org)
             check_text(org, "org_id")
             check_query(request.query, allowed)
             return await view(request, api, org)
@@ -62,6 +63,7 @@ def setup(app: web.Application) -> None:
     app[AUTH] = auth
     app[CACHE] = cache
     app[API] = Api(settings, app[CLOCK], app[ROLLUP], app[SOURCE], cache, auth)
+    forward_auth.setup(app, settings)
 
     async def close_cache(_app: web.Application) -> AsyncIterator[None]:
         yield
