@@ -36,6 +36,9 @@ def pg_database() -> Iterator[str]:
 def reset_pg(url: str) -> None:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS unstract CASCADE")
+        # The rollup schema (DASHBOARD_METRICS_ROLLUP_SCHEMA's default): each test starts
+        # unmigrated, as on SQLite's fresh file.
+        conn.execute("DROP SCHEMA IF EXISTS dashboard_metrics CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS dashboard_metrics CASCADE")
         conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
         conn.execute("CREATE SCHEMA public")

@@ -173,7 +173,9 @@ async def test_sqlite_file_deleted_under_a_writer_is_not_ready(sqlite_h: Harness
 
 def test_serve_refuses_an_unmigrated_rollup_database(db_settings: Settings) -> None:
     engine = rollup_engine(db_settings)
-    with engine.begin() as conn:  # a database that exists, without our schema
+    with engine.begin() as conn:  # a database (and schema) that exists, without our tables
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {db_settings.rollup_schema}"))
         conn.execute(text("CREATE TABLE unrelated (id INTEGER)"))
     engine.dispose()
     result = processes.run(db_settings, "serve", DASHBOARD_METRICS_PORT=str(free_port()))
