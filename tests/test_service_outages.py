@@ -22,12 +22,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
 from aggregator import migrate
-from aggregator.db import rollup_engine
+from aggregator.db import DatabaseError, rollup_engine
 from aggregator.settings import Settings
 from aggregator.testdata import GenerateOptions, generate
 from aggregator.timeutil import utcnow
 from exporter.api import ROUTES
 from exporter.app import create_app
+from exporter.health import rollup_status
+from exporter.schema import Schema, _revisions, require_schema, schema_state
 from tests import processes
 from tests.harness import FakeClock, Harness, utc
 from tests.service_support import json_logs, served
@@ -350,3 +352,49 @@ def test_aggregate_health_endpoint_reports_states_only(h: Harness) -> None:
         assert json.loads(answer.split(b"\r\n\r\n")[-1]) == {"status": "error", "code": 505}
     finally:
         server.shutdown()
+
+
+def test_schema_revisions_older_refused_newer_served(h: Harness) -> None:
+    """An older known revision is unmigrated for this version (refused, not ready); an unknown,
+    newer one is a rolling upgrade that migrated first (served, with a warning)."""
+    table = migrate.VERSION_TABLE
+    head = migrate.head_revision()
+    assert head is not None
+    known = sorted(_revisions() - {head})
+    assert known, "needs an older migration to test against"
+
+    def stamp(revision: str) -> None:
+        with h.rollup.begin() as conn:
+            conn.execute(text(f"UPDATE {table} SET version_num = :v"), {"v": revision})
+
+    reader = rollup_engine(h.settings, writer=False)
+    try:
+        stamp(known[0])
+        assert schema_state(reader) is Schema.OUTDATED
+        with pytest.raises(DatabaseError, match="rollup schema is outdated"):
+            require_schema(reader)
+        assert rollup_status(reader)[0] == "down"
+        stamp("ffffffffffff")
+        assert schema_state(reader) is Schema.NEWER
+        with json_logs(logging.WARNING) as logs:
+            require_schema(reader)
+        assert "newer than this version" in logs.getvalue()
+        assert rollup_status(reader) == ("ok", "")
+        stamp(head)
+        assert schema_state(reader) is Schema.CURRENT
+    finally:
+        reader.dispose()
+
+
+def test_an_unreachable_database_at_start_is_an_outage_not_a_refusal(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, database_url=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+    )
+    engine = rollup_engine(settings, writer=False)
+    try:
+        with json_logs(logging.WARNING) as logs:
+            require_schema(engine)  # no exception: serve starts and reports not ready
+        assert "unreachable at start" in logs.getvalue()
+        assert rollup_status(engine)[0] == "down"
+    finally:
+        engine.dispose()
