@@ -5,6 +5,7 @@ from the request's Host header. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -199,3 +200,28 @@ async def test_pagination_links_never_come_from_the_host_header(h: Harness) -> N
         assert "page=3" in body["next"] and "page=1" in body["previous"]
         assert "ordering=timestamp" in body["next"] and "page_size=2" in body["next"]
     assert bodies[0] == bodies[1] == bodies[2]  # the Host header changes nothing
+
+
+async def test_ranges_of_millennia_do_not_hold_the_event_loop(h: Harness) -> None:
+    """overview/ takes any valid range: checking a zone's offsets and planning must not walk
+    its hours or days (1970..9000 held the loop for minutes; every other request waited)."""
+    org = seed(h, orgs=1, events=10)[0].string_id
+    far = {"start_date": "1970-01-01T00:30:00Z", "end_date": "8999-12-31T23:30:00Z"}
+    async with client(h) as c:
+        began = time.monotonic()
+        for tz, status in (
+            ("Asia/Tokyo", 200),
+            ("Australia/Lord_Howe", 400),
+            ("Asia/Kolkata", 400),
+        ):
+            response = await c.get(BASE.format(org=org) + "overview/", params={**far, "tz": tz})
+            assert response.status == status, (tz, await response.text())
+        # Lord Howe is +10:30 in (southern) winter and +11 in summer: a range inside its
+        # summer is fine, one in its winter is not.
+        winter = {"start_date": "2025-06-01T00:00:00Z", "end_date": "2025-07-01T00:00:00Z"}
+        summer = {"start_date": "2025-12-01T00:00:00Z", "end_date": "2026-01-01T00:00:00Z"}
+        for rng, status in ((winter, 400), (summer, 200)):
+            query = {**rng, "tz": "Australia/Lord_Howe"}
+            response = await c.get(BASE.format(org=org) + "overview/", params=query)
+            assert response.status == status, (rng, await response.text())
+        assert time.monotonic() - began < 10

@@ -34,12 +34,15 @@ def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> No
         return
     split = min(end, max(start, coverage.hourly_from))
     _add(plan.live, start, split)
-    day = split.date()
-    while split < end:
-        upto = min(end, day_start(day + DAY))
-        pieces = plan.live if day in coverage.untrusted_hour_days else plan.hours
-        _add(pieces, split, upto)
-        split, day = upto, day + DAY
+    # Only the (few) untrusted days break the hourly piece: walking every day instead held the
+    # event loop for seconds on ranges that reach millennia ahead (issue 9).
+    for day in sorted(coverage.untrusted_hour_days):
+        low, high = max(split, day_start(day)), min(end, day_start(day + DAY))
+        if low < high:
+            _add(plan.hours, split, low)
+            _add(plan.live, low, high)
+            split = high
+    _add(plan.hours, split, end)
 
 
 def _days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:

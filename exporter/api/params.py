@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from functools import lru_cache
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.catalogue import METRICS
@@ -196,21 +197,56 @@ def parse_range(
 
 def check_whole_hour_offsets(rng: DateRange) -> None:
     """Every endpoint reads whole UTC hours, so local buckets need whole-hour offsets."""
-    if not _whole_hour_offsets(rng.tz, rng.first_hour, rng.end_hour):
+    odd = _odd_offsets(rng.tz)
+    # The first odd interval ending after the range's first hour: does it begin before the
+    # range ends (the hour after the last one included, as a bucket edge)?
+    index = bisect.bisect_right(odd, rng.first_hour, key=lambda span: span[1])
+    if index < len(odd) and odd[index][0] <= rng.end_hour:
         raise invalid(
             "tz",
             "Time zones with offsets that are not whole hours cannot be answered from hourly data.",
         )
 
 
-@lru_cache(maxsize=1024)
-def _whole_hour_offsets(tz: tzinfo, first: datetime, end: datetime) -> bool:
-    hour = first
-    while hour < end + HOUR:
-        if (hour.astimezone(tz).utcoffset() or timedelta()) % HOUR:
-            return False
-        hour += HOUR
-    return True
+# zoneinfo repeats a zone's last rule every year after its table ends (2037 at the latest): a
+# zone odd anywhere in the last sampled year is taken as odd from then on (strict, never wrong).
+_SAMPLED_UNTIL = datetime(2041, 1, 1, tzinfo=UTC)
+_STEP = timedelta(hours=12)  # no zone keeps an offset for less than this
+
+
+def _odd(tz: tzinfo, at: datetime) -> bool:
+    return bool((at.astimezone(tz).utcoffset() or timedelta()) % HOUR)
+
+
+@cache  # one entry per zone ever asked for (a few hundred exist)
+def _odd_offsets(tz: tzinfo) -> tuple[tuple[datetime, datetime], ...]:
+    """The UTC hour spans [start, end) in [EARLIEST, LATEST) where ``tz``'s offset is not a
+    whole number of hours, exact to the hour. Computed once per zone by sampling, in time
+    independent of any request's range (ranges may span millennia)."""
+    spans: list[tuple[datetime, datetime]] = []
+    begun = EARLIEST if _odd(tz, EARLIEST) else None
+    previous, state = EARLIEST, begun is not None
+    at = EARLIEST + _STEP
+    while at <= _SAMPLED_UNTIL:
+        if _odd(tz, at) != state:
+            edge = previous + HOUR  # the first hour of the new state, between two samples
+            while _odd(tz, edge) == state:
+                edge += HOUR
+            if begun is None:
+                begun = edge
+            else:
+                spans.append((begun, edge))
+                begun = None
+            state = not state
+        previous = at
+        at += _STEP
+    last_year = _SAMPLED_UNTIL - timedelta(days=366)
+    if begun is not None or (spans and spans[-1][1] > last_year):
+        first = begun if begun is not None else last_year
+        while spans and spans[-1][1] >= first:
+            first = min(first, spans.pop()[0])
+        spans.append((first, LATEST))
+    return tuple(spans)
 
 
 @dataclass(frozen=True)
