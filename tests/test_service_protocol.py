@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import replace
 
+import pytest
 from aiohttp import web
 
 from exporter.api import ROUTES
@@ -17,10 +18,14 @@ from exporter.app import create_app
 from exporter.server import runner
 from tests.harness import Harness
 from tests.service_support import Reply, json_logs, served
+from tests.test_api_support import seed
+from tests.test_forward_auth import SECRET as SESSION
+from tests.test_forward_auth import Gate, gate_server, template
 
 KEYS = "key-alpha-7f3a9c=org_0001;key-omega-b81d44=*"
 TOKEN = "metrics-token-5e2c0d"
 SECRETS = ("key-alpha-7f3a9c", "key-omega-b81d44", TOKEN)
+URL_SUMMARY = "/api/v1/unstract/org_0001/metrics/summary/"
 
 
 def assert_json_error(reply: Reply, status: int) -> None:
@@ -263,3 +268,26 @@ async def test_metrics_and_anonymous_endpoints_take_odd_headers(h: Harness) -> N
                 assert reply.status < 500, (target, header, reply)
                 if reply.status >= 400:
                     assert_json_error(reply, reply.status)
+
+
+async def test_undecodable_credentials_through_forward_auth_are_401(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The forward-auth sibling of the Authorization finding: bytes that are not UTF-8 in
+    Cookie or Authorization cannot be forwarded as sent; a 401, not a 503 gate outage."""
+    seed(h, orgs=1, events=3)
+    gate = Gate()
+    caplog.set_level(logging.INFO)
+    async with gate_server(gate) as upstream, served(h, forward_auth_url=template(upstream)) as s:
+        target = b"GET /api/v1/unstract/org_0001/metrics/summary/ HTTP/1.1\r\nHost: x\r\n"
+        for header in (
+            b"Cookie: sessionid=" + SESSION.encode() + b"\xff",
+            b"Cookie: \xff\xfe=1",
+            b"Authorization: Bearer \xff",
+        ):
+            reply = await s.raw(target + b"Connection: close\r\n" + header + b"\r\n\r\n")
+            assert_json_error(reply, 401)
+        assert gate.seen == []  # nothing was forwarded
+        good = await s.get(URL_SUMMARY, {"Cookie": f"sessionid={SESSION}"})
+        assert good.status == 200 and len(gate.seen) == 1
+    assert "gate unreachable" not in caplog.text

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from exporter.auth import Authenticator
 log = logging.getLogger("dashboard_metrics.forward_auth")
 
 FORWARDED = ("Cookie", "Authorization")
+_UNDECODABLE = re.compile("[\ud800-\udfff]")  # how aiohttp hands over undecodable bytes
 MAX_ENTRIES = 10_000  # remembered positive answers (oldest dropped first)
 
 
@@ -85,6 +87,10 @@ class ForwardAuth:
             for name in FORWARDED
             if name in request.headers
         }
+        if any(_UNDECODABLE.search(value) for value in headers.values()):
+            # Bytes that are not UTF-8 cannot be forwarded as sent: bad credentials (401), not
+            # a gate outage (the client's encode error was a 503, logged as unreachable).
+            raise ApiError(401, "authentication_failed", "Credentials are not valid UTF-8.")
         key = self.key(org_id, headers)
         if self._remembered(key):
             return
