@@ -30,9 +30,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
-            # The engine's search_path names our schema; create it (the name is validated).
+            # The engine's search_path names our schema; create it (the name is validated)
+            # unless it exists: a role owning only its schema may not create one.
             schema = conn.exec_driver_sql("SHOW search_path").scalar()
-            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            present = text("SELECT 1 FROM pg_namespace WHERE nspname = :name")
+            if conn.execute(present, {"name": schema}).first() is None:
+                conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
         config = _config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
