@@ -176,9 +176,11 @@ async def test_sqlite_file_deleted_under_a_writer_is_not_ready(sqlite_h: Harness
 def test_serve_refuses_an_unmigrated_rollup_database(db_settings: Settings) -> None:
     engine = rollup_engine(db_settings)
     with engine.begin() as conn:  # a database (and schema) that exists, without our tables
+        table = "unrelated"
         if conn.dialect.name == "postgresql":
             conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {db_settings.rollup_schema}"))
-        conn.execute(text("CREATE TABLE unrelated (id INTEGER)"))
+            table = f"{db_settings.rollup_schema}.unrelated"  # not through the search_path
+        conn.execute(text(f"CREATE TABLE {table} (id INTEGER)"))
     engine.dispose()
     result = processes.run(db_settings, "serve", DASHBOARD_METRICS_PORT=str(free_port()))
     assert result.returncode != 0
