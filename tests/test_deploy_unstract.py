@@ -27,8 +27,8 @@ from tests.test_deploy_validate import DEPLOY, docker_compose
 
 OVERLAY = DEPLOY / "unstract"
 PASSWORDS = {
-    "DASHBOARD_METRICS_WRITER_PASSWORD": "writer-pw",
-    "DASHBOARD_METRICS_READER_PASSWORD": "reader-pw",
+    "METRICS_WRITER_PASSWORD": "writer-pw",
+    "METRICS_READER_PASSWORD": "reader-pw",
 }
 
 
@@ -58,7 +58,7 @@ def test_the_overlay_is_valid_compose_for_every_profile() -> None:
     assert services == {"metrics-migrate", "metrics-aggregate", "metrics-serve", "metrics-backfill"}
     missing = compose("config", "-q")  # the passwords are required, by name
     assert missing.returncode != 0
-    assert re.search("DASHBOARD_METRICS_(READER|WRITER)_PASSWORD", missing.stderr), missing.stderr
+    assert re.search("METRICS_(READER|WRITER)_PASSWORD", missing.stderr), missing.stderr
 
 
 def test_the_overlay_joins_unstract_and_routes_the_dashboards_requests() -> None:

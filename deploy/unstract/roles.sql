@@ -7,8 +7,8 @@
 -- Run it once as Unstract's database owner (safe to run again; it also resets the passwords):
 --
 --   docker exec -i unstract-db psql -U unstract_dev -d unstract_db -v ON_ERROR_STOP=1 \
---     -v reader_password="$DASHBOARD_METRICS_READER_PASSWORD" \
---     -v writer_password="$DASHBOARD_METRICS_WRITER_PASSWORD" < deploy/unstract/roles.sql
+--     -v reader_password="$METRICS_READER_PASSWORD" \
+--     -v writer_password="$METRICS_WRITER_PASSWORD" < deploy/unstract/roles.sql
 --
 -- Undo (see the README, "Replacing Unstract's dashboard_metrics"):
 --   DROP SCHEMA dashboard_metrics CASCADE;
