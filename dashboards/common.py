@@ -244,6 +244,21 @@ def transformation(kind: str, options: dict[str, Any] | None = None) -> md.DataT
     return md.DataTransformerConfig(id_val=kind, options=options or {})
 
 
+def merged_columns(names: dict[str, str]) -> list[md.DataTransformerConfig]:
+    """Instant table queries merged into one row per label set, each query's value column
+    named (query ref -> column name)."""
+    return [
+        transformation("merge"),
+        transformation(
+            "organize",
+            {
+                "excludeByName": {"Time": True},
+                "renameByName": {f"Value #{ref}": name for ref, name in names.items()},
+            },
+        ),
+    ]
+
+
 def up_down() -> list[md.ValueMapping]:
     return [
         md.ValueMap(

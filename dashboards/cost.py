@@ -8,6 +8,7 @@ from aggregator.catalogue import metric
 from dashboards.common import (
     Board,
     bargauge_panel,
+    merged_columns,
     organization_variable,
     panel_unit,
     prometheus_variable,
@@ -15,7 +16,6 @@ from dashboards.common import (
     stat_panel,
     table_panel,
     timeseries_panel,
-    transformation,
 )
 from dashboards.promql import (
     DEFAULT_NAMESPACE,
@@ -231,18 +231,7 @@ def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
             ],
             width=14,
             height=10,
-            transformations=[
-                transformation("merge"),
-                transformation(
-                    "organize",
-                    {
-                        "excludeByName": {"Time": True},
-                        "renameByName": {
-                            f"Value #{ref}": name for name, ref in zip(columns, "ABCD", strict=True)
-                        },
-                    },
-                ),
-            ],
+            transformations=merged_columns(dict(zip("ABCD", columns, strict=True))),
             overrides=columns,
         )
     )

@@ -5,7 +5,7 @@ One panel per catalogue entry in each section, so a new metric appears without e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from grafana_foundation_sdk.models import dashboard as md
 
@@ -13,6 +13,7 @@ from aggregator.catalogue import CATALOGUE, Metric
 from dashboards.common import (
     Board,
     bargauge_panel,
+    merged_columns,
     organization_variable,
     panel_unit,
     piechart_panel,
@@ -22,7 +23,6 @@ from dashboards.common import (
     stat_panel,
     table_panel,
     timeseries_panel,
-    transformation,
 )
 from dashboards.promql import DEFAULT_NAMESPACE, ORG, selected, value_series
 from dashboards.rules import hourly_rule
@@ -120,65 +120,33 @@ def build(
         )
 
     board.row("Per organization")
-    board.add(
-        table_panel(
-            "Organizations",
-            "One row per organization, one column per metric: totals over the selected range.",
-            "short",
-            [
-                promql(
-                    selected(value_series(m, namespace), "$__range", by="organization"),
-                    legend=m.name,
-                    ref=ref,
-                    instant=True,
-                    fmt="table",
-                )
-                for m, ref in zip(metrics, refs, strict=True)
-            ],
-            transformations=[
-                transformation("merge"),
-                transformation(
-                    "organize",
-                    {
-                        "excludeByName": {"Time": True},
-                        "renameByName": {
-                            f"Value #{ref}": m.name for m, ref in zip(metrics, refs, strict=True)
-                        },
-                    },
+
+    def per_organization(title: str, description: str, expression: Callable[[Metric], str]) -> None:
+        board.add(
+            table_panel(
+                title,
+                description,
+                "short",
+                [
+                    promql(expression(m), legend=m.name, ref=ref, instant=True, fmt="table")
+                    for m, ref in zip(metrics, refs, strict=True)
+                ],
+                transformations=merged_columns(
+                    {ref: m.name for m, ref in zip(metrics, refs, strict=True)}
                 ),
-            ],
-            overrides={m.name: panel_unit(m) for m in metrics},
+                overrides={m.name: panel_unit(m) for m in metrics},
+            )
         )
+
+    per_organization(
+        "Organizations",
+        "One row per organization, one column per metric: totals over the selected range.",
+        lambda m: selected(value_series(m, namespace), "$__range", by="organization"),
     )
-    board.add(
-        table_panel(
-            "Last hour per organization",
-            "One row per organization, one column per metric: the trailing hour at the end of "
-            "the range, from the recording rules organization:<series>:increase1h.",
-            "short",
-            [
-                promql(
-                    f"{hourly_rule(m, namespace)}{{{ORG}}}",
-                    legend=m.name,
-                    ref=ref,
-                    instant=True,
-                    fmt="table",
-                )
-                for m, ref in zip(metrics, refs, strict=True)
-            ],
-            transformations=[
-                transformation("merge"),
-                transformation(
-                    "organize",
-                    {
-                        "excludeByName": {"Time": True},
-                        "renameByName": {
-                            f"Value #{ref}": m.name for m, ref in zip(metrics, refs, strict=True)
-                        },
-                    },
-                ),
-            ],
-            overrides={m.name: panel_unit(m) for m in metrics},
-        )
+    per_organization(
+        "Last hour per organization",
+        "One row per organization, one column per metric: the trailing hour at the end of "
+        "the range, from the recording rules organization:<series>:increase1h.",
+        lambda m: f"{hourly_rule(m, namespace)}{{{ORG}}}",
     )
     return board.build()
