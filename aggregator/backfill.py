@@ -16,12 +16,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from aggregator import sourcesql, state, store, totals
-from aggregator.engine import Aggregator, source_snapshot
-from aggregator.recompute import Coverage, as_time_ranges, day_ranges
-from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity, Tier
-from aggregator.timeutil import DAY, day_start, days_between, month_of, next_month
-from aggregator.values import Agg, RowKey
+from dashboard_metrics.aggregator import store, totals
+from dashboard_metrics.aggregator.engine import Aggregator, source_snapshot
+from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
+from dashboard_metrics.core import sourcesql, state
+from dashboard_metrics.core.coverage import Coverage
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
+from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
+from dashboard_metrics.core.values import Agg, RowKey
 
 log = logging.getLogger("dashboard_metrics.backfill")
 

@@ -33,12 +33,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
 from sqlalchemy.engine import Connection
 
-from aggregator import source_tables as st
-from aggregator import state
-from aggregator.catalogue import change_columns
-from aggregator.rollup_tables import Granularity, source_attribution
-from aggregator.sourcesql import as_utc_or_none, bucket_expr, file_id_matches_run_id, parse_bucket
-from aggregator.upsert import upsert_rows
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core import state
+from dashboard_metrics.core.catalogue import change_columns
+from dashboard_metrics.core.schema import Granularity, source_attribution
+from dashboard_metrics.core.sourcesql import (
+    as_utc_or_none,
+    bucket_expr,
+    file_id_matches_run_id,
+    parse_bucket,
+)
+from dashboard_metrics.core.upsert import upsert_rows
 
 Fingerprints = dict[str, list[str]]  # hour (ISO) -> [count, newest change, sum of change times]
 

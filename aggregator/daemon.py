@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator import state
-from aggregator.db import first_line
-from aggregator.engine import Aggregator
+from dashboard_metrics.aggregator.engine import Aggregator
+from dashboard_metrics.core import state
+from dashboard_metrics.core.db import first_line
 
 log = logging.getLogger("dashboard_metrics.daemon")
 

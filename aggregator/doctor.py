@@ -10,13 +10,19 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator import migrate, state
-from aggregator.db import DatabaseError, check_connect, first_line, rollup_engine, source_engine
-from aggregator.embedded import missing_files
-from aggregator.settings import Settings, redact
-from aggregator.source_reads import is_read
-from aggregator.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
-from aggregator.timeutil import utcnow
+from dashboard_metrics.aggregator.embedded import missing_files
+from dashboard_metrics.aggregator.source_reads import is_read
+from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core.db import (
+    DatabaseError,
+    check_connect,
+    first_line,
+    rollup_engine,
+    source_engine,
+)
+from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
+from dashboard_metrics.core.timeutil import utcnow
 
 
 @dataclass

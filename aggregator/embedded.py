@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from aggregator.settings import Settings
+from dashboard_metrics.core.settings import Settings
 
 
 def sqlite_file(url: str) -> Path | None:

@@ -13,11 +13,13 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection, Engine
 
-from aggregator import changes, runstats, state, totals
-from aggregator.recompute import Coverage, Plan, Written, execute
-from aggregator.rollup_tables import DAILY, HOURLY
-from aggregator.settings import Settings
-from aggregator.timeutil import HOUR, Clock, hours_between, utcnow
+from dashboard_metrics.aggregator import changes, totals
+from dashboard_metrics.aggregator.recompute import Plan, Written, execute
+from dashboard_metrics.core import runstats, state
+from dashboard_metrics.core.coverage import Coverage, coverage_at, parse_time
+from dashboard_metrics.core.schema import DAILY, HOURLY
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import HOUR, Clock, hours_between, utcnow
 
 log = logging.getLogger("dashboard_metrics.aggregator")
 
@@ -62,10 +64,6 @@ class TickResult:
         }
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
 def last_occurrence(now: datetime, hh_mm: str, weekday: int | None = None) -> datetime:
     """The latest UTC time <= now at HH:MM (on ``weekday``, Monday=0, when given)."""
     hours, minutes = (int(part) for part in hh_mm.split(":"))
@@ -73,21 +71,6 @@ def last_occurrence(now: datetime, hh_mm: str, weekday: int | None = None) -> da
     while candidate > now or (weekday is not None and candidate.weekday() != weekday):
         candidate -= timedelta(days=1)
     return candidate
-
-
-def coverage_at(settings: Settings, stored: dict[str, Any], now: datetime) -> Coverage:
-    """What each tier holds completely at ``now``, from the aggregator_state values: the
-    retention settings, cleanups run with a shorter retention, untrusted hourly days."""
-    hourly_floor = stored.get(state.HOURLY_DELETED_BEFORE)
-    daily_floor = stored.get(state.DAILY_DELETED_BEFORE)
-    return Coverage.at(
-        now,
-        settings.hourly_retention_days,
-        settings.daily_retention_days,
-        [date.fromisoformat(d) for d in stored.get(state.HOURLY_UNTRUSTED) or []],
-        _parse_time(hourly_floor),
-        None if daily_floor is None else date.fromisoformat(daily_floor),
-    )
 
 
 class Aggregator:
@@ -119,7 +102,7 @@ class Aggregator:
         return hours
 
     def _due(self, values: dict[str, Any], key: str, due_at: datetime) -> bool:
-        last = _parse_time(values.get(key))
+        last = parse_time(values.get(key))
         return last is None or last < due_at
 
     def tick(self, *, reconcile: bool | None = None, housekeeping: bool = True) -> TickResult:
@@ -205,7 +188,7 @@ class Aggregator:
             deleted = conn.execute(delete(HOURLY.table).where(HOURLY.period < cutoff)).rowcount
             untrusted = state.get(conn, state.HOURLY_UNTRUSTED) or []
             kept = [d for d in untrusted if date.fromisoformat(d) >= cutoff.date()]
-            floor = _parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
+            floor = parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
             state.put(
                 conn,
                 {

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from aggregator.daemon import Daemon
+    from dashboard_metrics.aggregator.daemon import Daemon
 
 
 def status(daemon: Daemon) -> tuple[int, dict[str, Any]]:

@@ -14,58 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from aggregator import sourcesql, store
-from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Tier
-from aggregator.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
-from aggregator.values import RowKey, as_datetime
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """Which buckets each tier still holds (retention) and trusts."""
-
-    hourly_from: datetime
-    daily_from: date
-    untrusted_hour_days: frozenset[date] = frozenset()
-
-    @classmethod
-    def at(
-        cls,
-        now: datetime,
-        hourly_days: int,
-        daily_days: int,
-        untrusted: Iterable[date] = (),
-        hourly_deleted_before: datetime | None = None,
-        daily_deleted_before: date | None = None,
-    ) -> Coverage:
-        """Coverage at ``now``; a cleanup run with a shorter retention than configured deleted
-        rows up to ``*_deleted_before``, so those buckets are no longer covered either."""
-        hourly_from = now - timedelta(days=hourly_days)
-        daily_from = (now - timedelta(days=daily_days)).date()
-        if hourly_deleted_before is not None:
-            hourly_from = max(hourly_from, hourly_deleted_before)
-        if daily_deleted_before is not None:
-            daily_from = max(daily_from, daily_deleted_before)
-        return cls(hourly_from, daily_from, frozenset(untrusted))
-
-    def hour_retained(self, hour: datetime) -> bool:
-        return hour >= self.hourly_from
-
-    def day_covered(self, day: date) -> bool:
-        return day >= self.daily_from
-
-    def day_from_hours(self, day: date) -> bool:
-        """The hourly tier holds all of ``day``, trusted: the day is the sum of its hours."""
-        return day_start(day) >= self.hourly_from and day not in self.untrusted_hour_days
-
-    def month_from_days(self, month: date) -> bool:
-        """The daily tier holds all of ``month``: the month is the sum of its days."""
-        return month >= self.daily_from
+from dashboard_metrics.aggregator import store
+from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core.coverage import Coverage
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Tier
+from dashboard_metrics.core.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
+from dashboard_metrics.core.values import RowKey, as_datetime
 
 
 @dataclass

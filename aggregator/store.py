@@ -27,10 +27,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from aggregator.catalogue import METRICS
-from aggregator.rollup_tables import Granularity, Tier
-from aggregator.upsert import BATCH_SIZE, upsert_rows
-from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, Agg, Rollup, RowKey, parse_buckets
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.schema import Granularity, Tier
+from dashboard_metrics.core.upsert import BATCH_SIZE, upsert_rows
+from dashboard_metrics.core.values import (
+    DEFAULT_PROJECT,
+    DEFAULT_TAG,
+    Agg,
+    Rollup,
+    RowKey,
+    parse_buckets,
+)
 
 PeriodRanges = Sequence[tuple[Any, Any]]
 # (organization, period, metric_name, value, event count, per-bucket counts or None); the

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Index, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from aggregator import source_tables as st
-from aggregator.sourcesql import as_utc_or_none
-from aggregator.timeutil import DAY, day_start
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.sourcesql import as_utc_or_none
+from dashboard_metrics.core.timeutil import DAY, day_start
 
 Progress = Callable[[int, str], None]
 

@@ -20,51 +20,19 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Index,
-    PrimaryKeyConstraint,
-    String,
     Table,
-    Text,
     func,
     select,
     tuple_,
 )
 from sqlalchemy.engine import Connection
 
-from aggregator import state
-from aggregator.rollup_tables import MONTHLY, rollup_metadata
-from aggregator.sqltypes import UTCDateTime
-from aggregator.upsert import upsert_rows
+from dashboard_metrics.core import state
+from dashboard_metrics.core.schema import MONTHLY, TOTALS_VERSION, metric_totals
+from dashboard_metrics.core.upsert import upsert_rows
 
-# Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
-TOTALS_VERSION = "metric_totals_version"
 _PAIR_BATCH = 500
 _FULL_SCAN_PAIRS = 2000
-
-metric_totals = Table(
-    "metric_totals",
-    rollup_metadata,
-    Column("organization_id", Text, nullable=False),
-    Column("metric_name", String(64), nullable=False),
-    Column("metric_type", String(16), nullable=False),
-    # Monthly rows behind the total: a deleted monthly row leaves no modified_at behind, but
-    # it changes this count.
-    Column("month_rows", BigInteger, nullable=False),
-    Column("total_value", Float, nullable=False),
-    Column("total_count", BigInteger, nullable=False),
-    Column("total_buckets", Text, nullable=True),
-    Column("monotonic_value", Float, nullable=False),
-    Column("monotonic_count", BigInteger, nullable=False),
-    Column("monotonic_buckets", Text, nullable=True),
-    Column("corrected_at", UTCDateTime, nullable=True),
-    Column("modified_at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
-)
-# The refresh finds the monthly rows its transaction wrote by their stamp (migration 0002).
-Index("ix_event_metrics_monthly_modified_at", MONTHLY.table.c.modified_at)
 
 Pair = tuple[str, str]
 

@@ -28,15 +28,15 @@ import anchor_baseline
 import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as pg_dialect
 
-from aggregator import sourcesql
-from aggregator.backfill import Backfill, BackfillOptions
-from aggregator.catalogue import metric_groups
-from aggregator.db import rollup_engine, source_engine
-from aggregator.engine import Aggregator
-from aggregator.rollup_tables import Granularity
-from aggregator.settings import Settings
-from aggregator.source_tables import SOURCE_SCHEMA
-from aggregator.timeutil import DAY, day_start
+from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
+from dashboard_metrics.aggregator.engine import Aggregator
+from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core.catalogue import metric_groups
+from dashboard_metrics.core.db import rollup_engine, source_engine
+from dashboard_metrics.core.schema import Granularity
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.source_tables import SOURCE_SCHEMA
+from dashboard_metrics.core.timeutil import DAY, day_start
 
 BIG_TEMPLATE = "bench_agg_big_src"
 SMALL_TEMPLATE = "bench_agg_small_src"

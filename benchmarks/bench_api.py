@@ -29,13 +29,13 @@ from typing import Any
 from aiohttp import ClientSession, TCPConnector, web
 from sqlalchemy import select
 
-from aggregator.db import rollup_engine, source_engine
-from aggregator.rollup_tables import HOURLY
-from aggregator.settings import Settings
-from exporter.app import create_app
-from exporter.keys import SETTINGS
-from exporter.server import run_app
-from exporter.server import runner as served_by
+from dashboard_metrics.core.db import rollup_engine, source_engine
+from dashboard_metrics.core.schema import HOURLY
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.keys import SETTINGS
+from dashboard_metrics.exporter.server import run_app
+from dashboard_metrics.exporter.server import runner as served_by
 
 CONNECTIONS = 50
 

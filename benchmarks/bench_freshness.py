@@ -91,7 +91,7 @@ def main() -> int:
     db.clone(SMALL_TEMPLATE, FRESH)
     url, sa_url = db.libpq_url(FRESH), db.sqlalchemy_url(FRESH)
     env = {**os.environ, "DASHBOARD_METRICS_DATABASE_URL": sa_url}
-    run = [sys.executable, "-m", "dashboard_metrics.cli"]
+    run = [sys.executable, "-m", "dashboard_metrics"]
     subprocess.run([*run, "backfill", "--days", "3"], env=env, check=True, capture_output=True)
     with psycopg.connect(url) as conn:
         row = conn.execute(

@@ -27,18 +27,18 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.exposition import generate_latest
 from sqlalchemy import update
 
-from aggregator import migrate, state
-from aggregator.catalogue import CATALOGUE
-from aggregator.db import rollup_engine
-from aggregator.rollup_tables import MONTHLY
-from aggregator.settings import Settings
-from aggregator.totals import TOTALS_VERSION, refresh_totals
-from aggregator.upsert import upsert_rows
-from exporter.app import create_app
-from exporter.metrics import handler
-from exporter.metrics.config import MetricsConfig
-from exporter.metrics.handler import PREWARM_SECONDS
-from exporter.metrics.usage import FamiliesCollector, build, read_rows
+from dashboard_metrics.aggregator.totals import refresh_totals
+from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.db import rollup_engine
+from dashboard_metrics.core.schema import MONTHLY, TOTALS_VERSION
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.upsert import upsert_rows
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.metrics import handler
+from dashboard_metrics.exporter.metrics.config import MetricsConfig
+from dashboard_metrics.exporter.metrics.handler import PREWARM_SECONDS
+from dashboard_metrics.exporter.metrics.usage import FamiliesCollector, build, read_rows
 
 NOW = datetime(2026, 3, 15, 12, 30, tzinfo=UTC)
 

@@ -23,7 +23,7 @@ from grafana_foundation_sdk.models.common import DataSourceRef
 from grafana_foundation_sdk.models.piechart import PieChartLegendValues, PieChartType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
-from aggregator.catalogue import Metric
+from dashboard_metrics.core.catalogue import Metric
 
 PROMETHEUS_TYPE = "prometheus"
 POSTGRES_TYPE = "grafana-postgresql-datasource"

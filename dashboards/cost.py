@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.models import dashboard as md
 
-from aggregator.catalogue import metric
-from dashboards.common import (
+from dashboard_metrics.core.catalogue import metric
+from dashboard_metrics.dashboards.common import (
     Board,
     bargauge_panel,
     merged_columns,
@@ -17,7 +17,7 @@ from dashboards.common import (
     table_panel,
     timeseries_panel,
 )
-from dashboards.promql import (
+from dashboard_metrics.dashboards.promql import (
     DEFAULT_NAMESPACE,
     ORG,
     bucket_series,
@@ -26,8 +26,8 @@ from dashboards.promql import (
     selected,
     value_series,
 )
-from dashboards.rules import hourly_rule
-from dashboards.usage import org_selector
+from dashboard_metrics.dashboards.rules import hourly_rule
+from dashboard_metrics.dashboards.usage import org_selector
 
 UID = "dm-llm-cost"
 QUANTILES = (0.5, 0.95, 0.99)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as md
 from grafana_foundation_sdk.models.common import BigValueTextMode
 
-from dashboards.common import (
+from dashboard_metrics.dashboards.common import (
     Board,
     prometheus_variable,
     promql,
@@ -13,8 +13,14 @@ from dashboards.common import (
     timeseries_panel,
     up_down,
 )
-from dashboards.promql import JOB, per_replica, quantile, replica_quantile, selected
-from dashboards.rules import HTTP_5XX_RULE, HTTP_RATE_RULE
+from dashboard_metrics.dashboards.promql import (
+    JOB,
+    per_replica,
+    quantile,
+    replica_quantile,
+    selected,
+)
+from dashboard_metrics.dashboards.rules import HTTP_5XX_RULE, HTTP_RATE_RULE
 
 UID = "dm-pipeline-health"
 P = "dashboard_metrics"

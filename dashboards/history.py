@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as md
 
-from aggregator.catalogue import CATALOGUE, Metric
-from dashboards.common import (
+from dashboard_metrics.core.catalogue import CATALOGUE, Metric
+from dashboard_metrics.dashboards.common import (
     ROLLUPS,
     Board,
     panel_unit,
@@ -22,7 +22,7 @@ from dashboards.common import (
     table_panel,
     timeseries_panel,
 )
-from dashboards.sql import Sql
+from dashboard_metrics.dashboards.sql import Sql
 
 UID = "dm-usage-history"
 HOURLY_MAX = "7 days"

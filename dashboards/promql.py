@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from aggregator.catalogue import Metric
+from dashboard_metrics.core.catalogue import Metric
 
 DEFAULT_NAMESPACE = "unstract"
 # The Prometheus job that scrapes `dashboard-metrics serve` (compose, Kubernetes, systemd docs).

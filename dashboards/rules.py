@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator.catalogue import CATALOGUE, Metric, metric
-from dashboards.promql import (
+from dashboard_metrics.core.catalogue import CATALOGUE, Metric, metric
+from dashboard_metrics.dashboards.promql import (
     DEFAULT_NAMESPACE,
     JOB,
     REPLICA_LABELS,

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models.common import DataSourceRef
 
-from dashboards.common import POSTGRES_TYPE, ROLLUPS
+from dashboard_metrics.dashboards.common import POSTGRES_TYPE, ROLLUPS
 
 
 class SqlQuery(Dataquery):

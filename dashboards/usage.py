@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 from grafana_foundation_sdk.models import dashboard as md
 
-from aggregator.catalogue import CATALOGUE, Metric
-from dashboards.common import (
+from dashboard_metrics.core.catalogue import CATALOGUE, Metric
+from dashboard_metrics.dashboards.common import (
     Board,
     bargauge_panel,
     merged_columns,
@@ -24,8 +24,8 @@ from dashboards.common import (
     table_panel,
     timeseries_panel,
 )
-from dashboards.promql import DEFAULT_NAMESPACE, ORG, selected, value_series
-from dashboards.rules import hourly_rule
+from dashboard_metrics.dashboards.promql import DEFAULT_NAMESPACE, ORG, selected, value_series
+from dashboard_metrics.dashboards.rules import hourly_rule
 
 UID = "dm-usage-overview"
 

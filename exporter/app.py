@@ -9,17 +9,20 @@ from aiohttp import hdrs, web
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator import logs
-from aggregator.db import first_line, rollup_engine, source_engine
-from aggregator.settings import Settings
-from aggregator.timeutil import Clock, utcnow
-from exporter import api, health, index, metrics, secrets
-from exporter.api.errors import error_response
-from exporter.dbcall import run_db
-from exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
-from exporter.schema import require_schema
-from exporter.server import SERVER_NAME
-from exporter.stats import STATS, ServiceStats
+from dashboard_metrics.core import logs
+from dashboard_metrics.core.db import first_line, rollup_engine, source_engine
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import Clock, utcnow
+from dashboard_metrics.exporter import health, index, secrets
+from dashboard_metrics.exporter.api import routes as api_routes
+from dashboard_metrics.exporter.api.errors import error_response
+from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
+from dashboard_metrics.exporter.metrics import handler as metrics_handler
+from dashboard_metrics.exporter.metrics.timing import http_timing
+from dashboard_metrics.exporter.schema import require_schema
+from dashboard_metrics.exporter.server import SERVER_NAME
+from dashboard_metrics.exporter.stats import STATS, ServiceStats
 
 log = logging.getLogger("dashboard_metrics.http")
 
@@ -70,7 +73,7 @@ def create_app(
     rollup: Engine | None = None,
     source: Engine | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[metrics.http_timing, errors_as_json])
+    app = web.Application(middlewares=[http_timing, errors_as_json])
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app[ROLLUP] = rollup or rollup_engine(settings, writer=False)
@@ -91,6 +94,6 @@ def create_app(
     logs.redact(secrets.configured(settings))
     health.setup(app)
     index.setup(app)
-    api.setup(app)
-    metrics.setup(app)
+    api_routes.setup(app)
+    metrics_handler.setup(app)
     return app

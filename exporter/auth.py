@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from aggregator.settings import ConfigError
-from exporter.api.errors import ApiError
-from exporter.secrets import header_bytes
+from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.exporter.api.errors import ApiError
+from dashboard_metrics.exporter.secrets import header_bytes
 
 ALL = "*"
 

@@ -16,8 +16,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from aggregator.db import first_line
-from exporter.stats import ServiceStats
+from dashboard_metrics.core.db import first_line
+from dashboard_metrics.exporter.stats import ServiceStats
 
 log = logging.getLogger("dashboard_metrics.cache")
 

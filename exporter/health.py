@@ -12,11 +12,11 @@ from aiohttp import web
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator.db import first_line
-from exporter.cache import CACHE
-from exporter.dbcall import run_db
-from exporter.keys import ROLLUP
-from exporter.schema import readable, schema_state
+from dashboard_metrics.core.db import first_line
+from dashboard_metrics.exporter.cache import CACHE
+from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.keys import ROLLUP
+from dashboard_metrics.exporter.schema import readable, schema_state
 
 log = logging.getLogger("dashboard_metrics.http")
 

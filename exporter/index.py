@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
-from aggregator.rollup_tables import MONTHLY
-from exporter.dbcall import run_db
-from exporter.keys import ROLLUP, SETTINGS
-from exporter.serve import is_loopback
+from dashboard_metrics.core.schema import MONTHLY
+from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.keys import ROLLUP, SETTINGS
+from dashboard_metrics.exporter.serve import is_loopback
 
 TITLE = "dashboard-metrics"
 LINKS = {

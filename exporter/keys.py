@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from aggregator.settings import Settings
-from aggregator.timeutil import Clock, utcnow
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import Clock, utcnow
 
 SETTINGS = web.AppKey("settings", Settings)
 ROLLUP = web.AppKey("rollup", Engine)  # read-only use: the service never writes rollups

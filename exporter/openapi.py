@@ -7,9 +7,16 @@ from typing import Any
 from aiohttp import web
 
 # The API's own constants, so the document cannot drift from what the handlers accept.
-from exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
-from exporter.api.params import EARLIEST, GRANULARITIES, LATEST, METRIC_NAMES, SOURCES, TEXT_MAX
-from exporter.api.rollup_views import ORDERINGS
+from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
+from dashboard_metrics.exporter.api.params import (
+    EARLIEST,
+    GRANULARITIES,
+    LATEST,
+    METRIC_NAMES,
+    SOURCES,
+    TEXT_MAX,
+)
+from dashboard_metrics.exporter.api.rollup_views import ORDERINGS
 
 S = dict[str, Any]
 

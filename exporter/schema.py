@@ -10,8 +10,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator import migrate
-from aggregator.db import DatabaseError
+from dashboard_metrics.core import migrate
+from dashboard_metrics.core.db import DatabaseError
 
 log = logging.getLogger("dashboard_metrics.http")
 

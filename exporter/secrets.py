@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from aggregator.settings import Settings
+from dashboard_metrics.core.settings import Settings
 
 
 def header_bytes(value: str) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from aggregator.settings import ConfigError, Settings
+from dashboard_metrics.core.settings import ConfigError, Settings
 
 
 def is_loopback(host: str) -> bool:

@@ -21,8 +21,8 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from exporter.api.errors import error_body, error_response
-from exporter.keys import SETTINGS
+from dashboard_metrics.exporter.api.errors import error_body, error_response
+from dashboard_metrics.exporter.keys import SETTINGS
 
 log = logging.getLogger("dashboard_metrics.http")
 

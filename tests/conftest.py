@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from aggregator.settings import Settings
+from dashboard_metrics.core.settings import Settings
 from tests.harness import FakeClock, Harness, utc
 
 PG_ADMIN = os.environ.get(

@@ -12,15 +12,15 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from aggregator import migrate
-from aggregator import source_tables as st
-from aggregator.backfill import Backfill, BackfillOptions
-from aggregator.db import rollup_engine, source_engine
-from aggregator.engine import Aggregator
-from aggregator.rollup_tables import TIERS
-from aggregator.settings import Settings
-from aggregator.testdata import create_source_tables
-from aggregator.values import parse_buckets
+from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
+from dashboard_metrics.aggregator.engine import Aggregator
+from dashboard_metrics.aggregator.testdata import create_source_tables
+from dashboard_metrics.core import migrate
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.db import rollup_engine, source_engine
+from dashboard_metrics.core.schema import TIERS
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.values import parse_buckets
 from tests import oracle
 
 

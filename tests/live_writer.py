@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Table, select, update
 
-from aggregator import source_tables as st
-from aggregator.settings import Settings
-from aggregator.timeutil import utcnow
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
 from tests.harness import FakeClock, Harness, Org, new_id
 
 

@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from aggregator import source_tables as st
-from aggregator.catalogue import METRICS
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.catalogue import METRICS
 
 Event = tuple[str, str, datetime, float]  # organization, metric, created_at, value
 

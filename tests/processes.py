@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import IO
 
-from aggregator.settings import Settings
+from dashboard_metrics.core.settings import Settings
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -22,7 +22,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def start(settings: Settings, *args: str, **extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "dashboard_metrics.cli", *args],
+        [sys.executable, "-m", "dashboard_metrics", *args],
         env=cli_env(settings, **extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -32,7 +32,7 @@ def start(settings: Settings, *args: str, **extra: str) -> subprocess.Popen[str]
 
 def run(settings: Settings, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dashboard_metrics.cli", *args],
+        [sys.executable, "-m", "dashboard_metrics", *args],
         env=cli_env(settings, **extra),
         capture_output=True,
         text=True,

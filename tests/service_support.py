@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from aggregator.logs import JsonFormatter
-from exporter.api.context import API
-from exporter.app import create_app
-from exporter.server import runner
+from dashboard_metrics.core.logs import JsonFormatter
+from dashboard_metrics.exporter.api.context import API
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.server import runner
 from tests.harness import Harness
 
 

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import delete, update
 
-from aggregator import source_tables as st
-from aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.core import source_tables as st
 from tests.harness import Harness, utc
 
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, select, update
 
-from aggregator import source_tables as st
-from aggregator.rollup_tables import HOURLY, MONTHLY
-from aggregator.values import RowKey
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.schema import HOURLY, MONTHLY
+from dashboard_metrics.core.values import RowKey
 from tests.harness import Harness, utc
 
 
@@ -114,7 +114,7 @@ def test_bug18_a_failing_tick_writes_nothing(h: Harness, monkeypatch: pytest.Mon
     def explode(*args: object, **kwargs: object) -> int:
         raise RuntimeError("crash between the hourly and the daily write")
 
-    monkeypatch.setattr("aggregator.recompute._rebuild", explode)
+    monkeypatch.setattr("dashboard_metrics.aggregator.recompute._rebuild", explode)
     with pytest.raises(RuntimeError):
         h.aggregator.tick()
     with h.rollup.connect() as conn:  # the hourly write was rolled back with the rest

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from aggregator.settings import ConfigError
-from exporter.api import ROUTES
-from exporter.auth import parse_keys
+from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.exporter.api.routes import ROUTES
+from dashboard_metrics.exporter.auth import parse_keys
 from tests.harness import Harness
 from tests.test_api_support import client
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from exporter.api.context import API
-from exporter.cache import CACHE, MemoryBackend
-from exporter.stats import STATS
+from dashboard_metrics.exporter.api.context import API
+from dashboard_metrics.exporter.cache import CACHE, MemoryBackend
+from dashboard_metrics.exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
 
@@ -148,7 +148,7 @@ async def test_no_endpoint_serves_a_value_a_tick_replaced(
 
 
 async def test_memory_backend_expires_entries_and_is_bounded_in_bytes() -> None:
-    from exporter.cache import ENTRY_OVERHEAD
+    from dashboard_metrics.exporter.cache import ENTRY_OVERHEAD
 
     now = [0.0]
     entry = 1 + 1 + ENTRY_OVERHEAD  # a one-character key and a one-byte value

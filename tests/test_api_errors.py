@@ -14,11 +14,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from aggregator import source_tables as st
-from aggregator.db import rollup_engine
-from exporter.api.context import API
-from exporter.api.params import ceil_hour
-from exporter.app import create_app
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.db import rollup_engine
+from dashboard_metrics.exporter.api.context import API
+from dashboard_metrics.exporter.api.params import ceil_hour
+from dashboard_metrics.exporter.app import create_app
 from tests.harness import Harness
 from tests.test_api_support import client, seed
 

@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import pytest
 
-from aggregator.catalogue import METRICS
-from exporter.api import ROUTES
-from exporter.openapi import document, parameter_names
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.exporter.api.routes import ROUTES
+from dashboard_metrics.exporter.openapi import document, parameter_names
 from tests.harness import Harness
 from tests.service_support import Reply, served
 from tests.test_api_support import client, seed

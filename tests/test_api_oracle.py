@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from exporter.api.params import ceil_hour
-from exporter.api.shape import bucket_start
+from dashboard_metrics.exporter.api.params import ceil_hour
+from dashboard_metrics.exporter.api.shape import bucket_start
 from tests.harness import Harness, utc
 from tests.test_api_support import client, expected, metric_type, seed
 

@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.api import context, shape
-from exporter.api.context import API
-from exporter.api.rollups import Cell
-from exporter.cache import CACHE, ENTRY_OVERHEAD, BodyCache
-from exporter.stats import STATS
+from dashboard_metrics.exporter.api import context, shape
+from dashboard_metrics.exporter.api.context import API
+from dashboard_metrics.exporter.api.rollups import Cell
+from dashboard_metrics.exporter.cache import CACHE, ENTRY_OVERHEAD, BodyCache
+from dashboard_metrics.exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
 

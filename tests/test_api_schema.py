@@ -19,10 +19,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode, checks
 
-from aggregator.settings import Settings
-from exporter.app import create_app
-from exporter.openapi import document
-from exporter.server import runner
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.openapi import document
+from dashboard_metrics.exporter.server import runner
 from tests.harness import FakeClock, Harness, utc
 from tests.test_api_support import seed
 

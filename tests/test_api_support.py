@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from aggregator.catalogue import METRICS
-from exporter.api.context import API
-from exporter.api.shape import bucket_start
-from exporter.app import create_app
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.exporter.api.context import API
+from dashboard_metrics.exporter.api.shape import bucket_start
+from dashboard_metrics.exporter.app import create_app
 from tests import oracle
 from tests.harness import Harness, Org, utc
 
@@ -54,7 +54,7 @@ def seed(h: Harness, orgs: int = 2, events: int = 60, seed_value: int = 7) -> li
 def link_usage(h: Harness, usage_id: str, execution_id: str, run_id: str) -> None:
     from sqlalchemy import update
 
-    from aggregator import source_tables as st
+    from dashboard_metrics.core import source_tables as st
 
     with h.source.begin() as conn:
         conn.execute(

@@ -16,9 +16,9 @@ import psycopg
 import pytest
 import yaml
 
-from aggregator.settings import Settings
-from aggregator.timeutil import utcnow
-from dashboard_metrics.cli import COMMANDS, main
+from dashboard_metrics.cli.main import COMMANDS, main
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
 from tests.harness import Harness
 from tests.processes import run
 
@@ -29,7 +29,7 @@ def cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess in ``cwd``, with no DASHBOARD_METRICS_* from the outside."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_METRICS_")}
     return subprocess.run(
-        [sys.executable, "-m", "dashboard_metrics.cli", *args],
+        [sys.executable, "-m", "dashboard_metrics", *args],
         cwd=cwd,
         env={**base, **env},
         capture_output=True,
@@ -76,7 +76,7 @@ def test_help_imports_nothing_heavy(tmp_path: Path) -> None:
     """--help, --version and completion must answer at once: no SQLAlchemy, Alembic, aiohttp."""
     probe = (
         "import sys\n"
-        "from dashboard_metrics.cli import main, COMMANDS\n"
+        "from dashboard_metrics.cli.main import main, COMMANDS\n"
         "for argv in [['--help'], ['--version'], *[[c, '--help'] for c in COMMANDS]]:\n"
         "    try:\n"
         "        main(argv)\n"
@@ -283,8 +283,8 @@ def test_doctor_on_a_deleted_file_keeps_the_wal(tmp_path: Path) -> None:
 def _source_counts(settings: Settings) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from aggregator import source_tables as st
-    from aggregator.db import source_engine
+    from dashboard_metrics.core import source_tables as st
+    from dashboard_metrics.core.db import source_engine
 
     engine = source_engine(settings)
     try:

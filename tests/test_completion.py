@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_metrics.parser import COMMANDS
+from dashboard_metrics.cli.parser import COMMANDS
 
 
 def script(shell: str, tmp_path: Path) -> Path:
     result = subprocess.run(
-        [sys.executable, "-m", "dashboard_metrics.cli", "completion", shell],
+        [sys.executable, "-m", "dashboard_metrics", "completion", shell],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 import pytest
 
-from aggregator.settings import Settings
-from aggregator.timeutil import utcnow
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
 from tests.harness import FakeClock, Harness
 from tests.processes import LineReader, eventually, run, start, wait_for
 from tests.test_up import free_port

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.catalogue import CATALOGUE, MetricType, metric
-from dashboard_metrics.cli import main as cli_main
-from dashboards import checks, generate, history, usage
-from dashboards.common import encode
-from dashboards.sql import SqlQuery
+from dashboard_metrics.cli.main import main as cli_main
+from dashboard_metrics.core.catalogue import CATALOGUE, MetricType, metric
+from dashboard_metrics.dashboards import checks, generate, history, usage
+from dashboard_metrics.dashboards.common import encode
+from dashboard_metrics.dashboards.sql import SqlQuery
 
 GENERATED = Path(generate.__file__).resolve().parent / "generated"
 

@@ -29,13 +29,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from dashboards import checks, generate
-from dashboards.promql import JOB
-from dashboards.rules import alerts, rule_groups
+from dashboard_metrics.dashboards import checks, generate
+from dashboard_metrics.dashboards.promql import JOB
+from dashboard_metrics.dashboards.rules import alerts, rule_groups
 from tests.conftest import PG_ADMIN
 
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED = generate.DEFAULT_OUT
+GENERATED = ROOT / generate.DEFAULT_OUT
 PROMETHEUS = shutil.which("prometheus")
 
 
@@ -74,7 +74,7 @@ class Stack:
 
     def cli(self, *args: str) -> str:
         result = subprocess.run(
-            [sys.executable, "-m", "dashboard_metrics.cli", *args],
+            [sys.executable, "-m", "dashboard_metrics", *args],
             cwd=ROOT,
             env=self.env,
             capture_output=True,
@@ -164,7 +164,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             log = (tmp / f"serve-{i}.log").open("wb")
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "dashboard_metrics.cli", "serve"],
+                    [sys.executable, "-m", "dashboard_metrics", "serve"],
                     cwd=ROOT,
                     env={**env, "DASHBOARD_METRICS_PORT": str(port)},
                     stdout=log,

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.settings import Settings
-from dashboard_metrics.cli import build_parser
-from dashboards import generate
-from dashboards.common import POSTGRES_TYPE, PROMETHEUS_TYPE
-from dashboards.promql import JOB
-from exporter.app import create_app
+from dashboard_metrics.cli.main import build_parser
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.dashboards import generate
+from dashboard_metrics.dashboards.common import POSTGRES_TYPE, PROMETHEUS_TYPE
+from dashboard_metrics.dashboards.promql import JOB
+from dashboard_metrics.exporter.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -130,7 +130,7 @@ def test_prometheus_scrapes_serve_and_loads_the_rules(routes: set[str]) -> None:
     mounts = one(DEPLOY / "compose.yaml")["services"]["prometheus"]["volumes"]
     rules_mount = next(v for v in mounts if v.startswith("../dashboards/generated/"))
     source, target = rules_mount.split(":")[:2]
-    assert (DEPLOY / source).resolve() == (generate.DEFAULT_OUT / generate.RULES_FILE)
+    assert (DEPLOY / source).resolve() == ((ROOT / generate.DEFAULT_OUT) / generate.RULES_FILE)
     assert Path(target).parent == Path(config["rule_files"][0]).parent
 
 
@@ -144,8 +144,8 @@ def test_grafana_provisioning_matches_the_dashboards() -> None:
     dashboards_mount = next(v for v in mounts if v.startswith("../dashboards/generated"))
     source, target = dashboards_mount.split(":")[:2]
     assert target == path
-    assert (DEPLOY / source).resolve() == generate.DEFAULT_OUT
-    assert all((generate.DEFAULT_OUT / name).is_file() for name in generate.DASHBOARDS)
+    assert (DEPLOY / source).resolve() == (ROOT / generate.DEFAULT_OUT)
+    assert all(((ROOT / generate.DEFAULT_OUT) / name).is_file() for name in generate.DASHBOARDS)
 
 
 def _kube() -> dict[str, Any]:

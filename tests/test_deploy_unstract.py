@@ -18,9 +18,9 @@ import psycopg
 import pytest
 import yaml
 
-from aggregator.db import source_engine
-from aggregator.settings import Settings
-from aggregator.testdata import create_source_tables
+from dashboard_metrics.aggregator.testdata import create_source_tables
+from dashboard_metrics.core.db import source_engine
+from dashboard_metrics.core.settings import Settings
 from tests.conftest import reset_pg
 from tests.processes import run
 from tests.test_deploy_validate import DEPLOY, docker_compose

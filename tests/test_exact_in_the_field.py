@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import Table, update
 
-from aggregator import migrate, state
-from aggregator import source_tables as st
-from aggregator.db import rollup_engine
-from aggregator.settings import Settings
-from aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.db import rollup_engine
+from dashboard_metrics.core.settings import Settings
 from tests import processes
 from tests.harness import Harness, Org
 

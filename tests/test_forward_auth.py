@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from aggregator.settings import ConfigError, Settings, from_env
-from exporter.api.forward_auth import FORWARD_AUTH, ForwardAuth
-from exporter.serve import check_bind
+from dashboard_metrics.core.settings import ConfigError, Settings, from_env
+from dashboard_metrics.exporter.api.forward_auth import FORWARD_AUTH, ForwardAuth
+from dashboard_metrics.exporter.serve import check_bind
 from tests.harness import Harness
 from tests.test_api_support import client, seed
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.app import create_app
+from dashboard_metrics.exporter.app import create_app
 from tests import oracle
 from tests.harness import Harness
 

@@ -11,8 +11,8 @@ import sys
 import time
 from datetime import datetime
 
-from aggregator import state
-from aggregator.timeutil import utcnow
+from dashboard_metrics.core import state
+from dashboard_metrics.core.timeutil import utcnow
 from tests.harness import Harness
 from tests.processes import cli_env, run, start, wait_for
 

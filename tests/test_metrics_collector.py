@@ -11,10 +11,12 @@ from prometheus_client.openmetrics.parser import (
 )
 from sqlalchemy import delete, select
 
-from aggregator import migrate, state, totals
-from aggregator import source_tables as st
-from aggregator.catalogue import CATALOGUE
-from aggregator.totals import TOTALS_VERSION, Total, advance, metric_totals
+from dashboard_metrics.aggregator import totals
+from dashboard_metrics.aggregator.totals import Total, advance
+from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.schema import TOTALS_VERSION, metric_totals
 from tests import oracle
 from tests.harness import Harness, utc
 from tests.test_metrics_helpers import (

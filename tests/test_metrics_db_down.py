@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.settings import Settings
-from exporter.metrics.handler import GATE, MAX_STUCK_READS
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.metrics.handler import GATE, MAX_STUCK_READS
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, utc
 from tests.test_metrics_helpers import (

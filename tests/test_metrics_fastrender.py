@@ -8,9 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.exposition import choose_encoder
 
-from aggregator.catalogue import CATALOGUE
-from exporter.metrics.config import MetricsConfig
-from exporter.metrics.usage import EOF_LINE, Built, FamiliesCollector, families_from, select_series
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.exporter.metrics.config import MetricsConfig
+from dashboard_metrics.exporter.metrics.usage import (
+    EOF_LINE,
+    Built,
+    FamiliesCollector,
+    families_from,
+    select_series,
+)
 
 ACCEPT = {
     "text": "text/plain",

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete
 
-from aggregator import source_tables as st
-from aggregator.catalogue import CATALOGUE
-from aggregator.db import rollup_engine
-from aggregator.settings import Settings
-from exporter.app import create_app
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.db import rollup_engine
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.app import create_app
 from tests import oracle
 from tests.harness import Harness, Org, utc
 

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from aggregator.catalogue import CATALOGUE
-from aggregator.settings import Settings
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.settings import Settings
 from tests import oracle
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, utc
@@ -100,7 +100,7 @@ def served(pg: Harness, tmp_path: Path) -> Iterator[Prom]:
     }
     log = (tmp_path / "serve.log").open("w")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "dashboard_metrics.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "dashboard_metrics", "serve", "--port", str(port)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

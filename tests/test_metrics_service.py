@@ -11,10 +11,10 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
 
-from aggregator import state
-from aggregator.settings import ConfigError
-from exporter.metrics.config import MetricsConfig
-from exporter.metrics.handler import CACHE, prewarm_once
+from dashboard_metrics.core import state
+from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.exporter.metrics.config import MetricsConfig
+from dashboard_metrics.exporter.metrics.handler import CACHE, prewarm_once
 from tests.harness import Harness
 from tests.test_metrics_helpers import NS, Samples, parse, populate, scrape, serving, value
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as strat
 from sqlalchemy import delete, select, update
 
-from aggregator import source_tables as st
-from aggregator.settings import Settings
-from aggregator.state import request_recompute
-from aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.state import request_recompute
 from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, Org, utc
 

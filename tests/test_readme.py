@@ -14,11 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from aggregator.doctor import create_index
-from aggregator.settings import ENV_PREFIX, Settings
-from aggregator.source_tables import RECOMMENDED_INDEXES
-from dashboard_metrics.cli import COMMANDS
-from dashboard_metrics.parser import SETTING_FLAGS, build_parser, options, subparsers
+from dashboard_metrics.aggregator.doctor import create_index
+from dashboard_metrics.cli.main import COMMANDS
+from dashboard_metrics.cli.parser import SETTING_FLAGS, build_parser, options, subparsers
+from dashboard_metrics.core.settings import ENV_PREFIX, Settings
+from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES
 from tests.processes import LineReader, wait_for
 from tests.test_up import free_port
 
@@ -119,7 +119,7 @@ def test_runnable_blocks_run_against_a_fresh_up(tmp_path: Path) -> None:
         UV_PYTHON_DOWNLOADS="never",
     )
     up = subprocess.Popen(
-        [sys.executable, "-m", "dashboard_metrics.cli", "up", "--port", str(port)],
+        [sys.executable, "-m", "dashboard_metrics", "up", "--port", str(port)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

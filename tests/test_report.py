@@ -9,10 +9,10 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aggregator.catalogue import METRICS
-from aggregator.db import source_engine
-from aggregator.settings import Settings
-from aggregator.timeutil import utcnow
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.db import source_engine
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
 from tests import oracle
 from tests.processes import run
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import psycopg
 
-from aggregator.db import source_engine
-from aggregator.settings import Settings
-from aggregator.testdata import create_source_tables
+from dashboard_metrics.aggregator.testdata import create_source_tables
+from dashboard_metrics.core.db import source_engine
+from dashboard_metrics.core.settings import Settings
 from tests.conftest import reset_pg
 from tests.processes import run
 

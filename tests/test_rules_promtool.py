@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from dashboards import checks, generate
-from dashboards.rules import alerts, rule_groups
+from dashboard_metrics.dashboards import checks, generate
+from dashboard_metrics.dashboards.rules import alerts, rule_groups
 
 PROMTOOL = shutil.which("promtool")
 
@@ -106,7 +106,7 @@ def test_alerts_have_summary_description_and_runbook() -> None:
 
 def test_runbook_urls_are_absolute_under_a_configurable_base(tmp_path: Path) -> None:
     base = "https://wiki.example.org/ops/dashboard-metrics.md"
-    cli = [sys.executable, "-m", "dashboard_metrics.cli", "dashboards", "--out"]
+    cli = [sys.executable, "-m", "dashboard_metrics", "dashboards", "--out"]
     done = subprocess.run([*cli, str(tmp_path), "--runbook-base-url", base], timeout=120)
     assert done.returncode == 0
     rules = yaml.safe_load((tmp_path / generate.RULES_FILE).read_text())

@@ -21,15 +21,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
 
-from aggregator import migrate
-from aggregator.db import DatabaseError, rollup_engine
-from aggregator.settings import Settings
-from aggregator.testdata import GenerateOptions, generate
-from aggregator.timeutil import utcnow
-from exporter.api import ROUTES
-from exporter.app import create_app
-from exporter.health import rollup_status
-from exporter.schema import Schema, _revisions, require_schema, schema_state
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.core import migrate
+from dashboard_metrics.core.db import DatabaseError, rollup_engine
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
+from dashboard_metrics.exporter.api.routes import ROUTES
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.health import rollup_status
+from dashboard_metrics.exporter.schema import Schema, _revisions, require_schema, schema_state
 from tests import processes
 from tests.harness import FakeClock, Harness, utc
 from tests.service_support import json_logs, served
@@ -327,8 +327,8 @@ def test_aggregate_health_endpoint_reports_states_only(h: Harness) -> None:
     """The sibling of /readyz on `aggregate --health-port`: no error text, no versions."""
     import threading
 
-    from aggregator import healthserver
-    from aggregator.daemon import Daemon
+    from dashboard_metrics.aggregator import healthserver
+    from dashboard_metrics.aggregator.daemon import Daemon
 
     daemon = Daemon(h.aggregator, threading.Event())
     daemon.role = "active"

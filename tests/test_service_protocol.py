@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 from aiohttp import web
 
-from exporter.api import ROUTES
-from exporter.app import create_app
-from exporter.server import runner
+from dashboard_metrics.exporter.api.routes import ROUTES
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.server import runner
 from tests.harness import Harness
 from tests.service_support import Reply, json_logs, served
 from tests.test_api_support import seed

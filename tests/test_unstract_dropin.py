@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from exporter.api.params import ceil_hour
+from dashboard_metrics.exporter.api.params import ceil_hour
 from tests.harness import Harness, utc
 from tests.test_api_support import client, expected, link_usage, seed
 

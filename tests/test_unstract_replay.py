@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aggregator import source_tables as st
-from exporter.api.params import ceil_hour
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.exporter.api.params import ceil_hour
 from tests.harness import FakeClock, Harness, utc
 from tests.test_api_errors import rows
 from tests.test_api_support import client, seed

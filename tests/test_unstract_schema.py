@@ -17,8 +17,8 @@ from typing import Any
 
 import psycopg
 
-from aggregator.source_reads import READ_COLUMNS
-from aggregator.source_tables import SOURCE_TABLES
+from dashboard_metrics.aggregator.source_reads import READ_COLUMNS
+from dashboard_metrics.core.source_tables import SOURCE_TABLES
 from tests.harness import Harness
 from tests.processes import run
 from tests.test_api_support import client, seed

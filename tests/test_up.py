@@ -17,10 +17,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from aggregator.db import rollup_engine, source_engine
-from aggregator.rollup_tables import TIERS
-from aggregator.settings import Settings
-from dashboard_metrics import organizations
+from dashboard_metrics.cli import organizations
+from dashboard_metrics.core.db import rollup_engine, source_engine
+from dashboard_metrics.core.schema import TIERS
+from dashboard_metrics.core.settings import Settings
 from tests.processes import LineReader, wait_for
 
 
@@ -46,7 +46,7 @@ def env_for(settings: Settings | None) -> dict[str, str]:
 class Up:
     def __init__(self, cwd: Path, port: int, settings: Settings | None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dashboard_metrics.cli", "up", "--port", str(port)],
+            [sys.executable, "-m", "dashboard_metrics", "up", "--port", str(port)],
             cwd=cwd,
             env=env_for(settings),
             stdout=subprocess.PIPE,
@@ -114,7 +114,7 @@ def test_up_summary_numbers_in_a_minute_and_restart(db_settings: Settings, tmp_p
         status, overview = get(f"{base}/api/v1/unstract/{org}/metrics/overview/")
         assert status == 200 and json.loads(overview)["totals"]
         report = subprocess.run(
-            [sys.executable, "-m", "dashboard_metrics.cli", "report"],
+            [sys.executable, "-m", "dashboard_metrics", "report"],
             cwd=tmp_path,
             env=env_for(given),
             capture_output=True,
@@ -150,7 +150,7 @@ def test_a_taken_port_is_one_line_before_anything_else(tmp_path: Path) -> None:
         port = str(taken.getsockname()[1])
         started = time.monotonic()
         up = subprocess.run(
-            [sys.executable, "-m", "dashboard_metrics.cli", "up", "--port", port],
+            [sys.executable, "-m", "dashboard_metrics", "up", "--port", port],
             cwd=tmp_path,
             env=env_for(None),
             capture_output=True,
@@ -163,7 +163,7 @@ def test_a_taken_port_is_one_line_before_anything_else(tmp_path: Path) -> None:
         assert f"port {port} " in line and "--port" in line
         assert not (tmp_path / ".dashboard-metrics").exists()  # nothing done before binding
         migrate = subprocess.run(
-            [sys.executable, "-m", "dashboard_metrics.cli", "migrate"],
+            [sys.executable, "-m", "dashboard_metrics", "migrate"],
             cwd=tmp_path,
             env=env_for(None),
             capture_output=True,
@@ -171,7 +171,7 @@ def test_a_taken_port_is_one_line_before_anything_else(tmp_path: Path) -> None:
         )
         assert migrate.returncode == 0
         serve = subprocess.run(
-            [sys.executable, "-m", "dashboard_metrics.cli", "serve", "--port", port],
+            [sys.executable, "-m", "dashboard_metrics", "serve", "--port", port],
             cwd=tmp_path,
             env=env_for(None),
             capture_output=True,

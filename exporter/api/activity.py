@@ -10,13 +10,13 @@ from sqlalchemy import Text, and_, case, cast, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Subquery
 
-from aggregator import source_tables as st
-from exporter.api import caching
-from exporter.api.anyrange import ANY_RANGE
-from exporter.api.context import Api
-from exporter.api.errors import invalid
-from exporter.api.params import DateRange, given, parse_int, parse_range
-from exporter.dbcall import run_db
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.exporter.api import caching
+from dashboard_metrics.exporter.api.anyrange import ANY_RANGE
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.api.errors import invalid
+from dashboard_metrics.exporter.api.params import DateRange, given, parse_int, parse_range
+from dashboard_metrics.exporter.dbcall import run_db
 
 DEPLOYMENT_TYPES = ("API", "ETL", "TASK", "WF")
 MAX_USAGE_RANGE = timedelta(days=30)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from aggregator.recompute import Coverage
-from aggregator.timeutil import DAY, day_start, month_of, next_month
-from exporter.api.params import EARLIEST, LATEST, DateRange
-from exporter.api.plan import Plan
+from dashboard_metrics.core.coverage import Coverage
+from dashboard_metrics.core.timeutil import DAY, day_start, month_of, next_month
+from dashboard_metrics.exporter.api.params import EARLIEST, LATEST, DateRange
+from dashboard_metrics.exporter.api.plan import Plan
 
 # Every valid range (parse_range's max_range for overview/ and workflow-token-usage/).
 ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)

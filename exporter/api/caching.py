@@ -19,11 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from aggregator.timeutil import HOUR, hour_start, hours_between
-from exporter.api.context import Api
-from exporter.api.params import MetricFilter, parse_bool
-from exporter.api.rollups import Cell, read_hours
-from exporter.dbcall import run_db
+from dashboard_metrics.core.timeutil import HOUR, hour_start, hours_between
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.api.params import MetricFilter, parse_bool
+from dashboard_metrics.exporter.api.rollups import Cell, read_hours
+from dashboard_metrics.exporter.dbcall import run_db
 
 PREFIX = "dm:v1"
 # The anchor's whole-response TTLs (seconds).

@@ -12,16 +12,15 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.engine import Engine
 
-from aggregator import state
-from aggregator.engine import coverage_at
-from aggregator.recompute import Coverage
-from aggregator.settings import Settings
-from aggregator.timeutil import DAY, Clock, day_start
-from exporter.api.params import DateRange
-from exporter.api.plan import Plan, choose
-from exporter.auth import Authenticator
-from exporter.cache import ResilientCache
-from exporter.dbcall import run_db
+from dashboard_metrics.core import state
+from dashboard_metrics.core.coverage import Coverage, coverage_at
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import DAY, Clock, day_start
+from dashboard_metrics.exporter.api.params import DateRange
+from dashboard_metrics.exporter.api.plan import Plan, choose
+from dashboard_metrics.exporter.auth import Authenticator
+from dashboard_metrics.exporter.cache import ResilientCache
+from dashboard_metrics.exporter.dbcall import run_db
 
 
 def reads(engine: Engine) -> Engine:

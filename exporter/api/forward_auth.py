@@ -29,9 +29,9 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from aggregator.settings import Settings
-from exporter.api.errors import ApiError
-from exporter.auth import Authenticator
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.api.errors import ApiError
+from dashboard_metrics.exporter.auth import Authenticator
 
 log = logging.getLogger("dashboard_metrics.forward_auth")
 

@@ -8,11 +8,11 @@ from aiohttp import web
 from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator.db import first_line
-from aggregator.rollup_tables import HOURLY
-from exporter.api.context import Api
-from exporter.dbcall import run_db
-from exporter.health import DOWN, OK, REPORTER, cache_status
+from dashboard_metrics.core.db import first_line
+from dashboard_metrics.core.schema import HOURLY
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.health import DOWN, OK, REPORTER, cache_status
 
 
 def _database(api: Api, org: str) -> tuple[str, str]:

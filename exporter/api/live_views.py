@@ -13,14 +13,14 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from aggregator import sourcesql
-from aggregator.catalogue import METRICS, metric_groups
-from aggregator.db import first_line
-from aggregator.rollup_tables import Granularity
-from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
-from exporter.api import caching, shape
-from exporter.api.context import Api
-from exporter.api.params import (
+from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core.catalogue import METRICS, metric_groups
+from dashboard_metrics.core.db import first_line
+from dashboard_metrics.core.schema import Granularity
+from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
+from dashboard_metrics.exporter.api import caching, shape
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.api.params import (
     GRANULARITIES,
     SOURCES,
     DateRange,
@@ -28,8 +28,8 @@ from exporter.api.params import (
     parse_filter,
     parse_range,
 )
-from exporter.api.rollups import Cell, source_metrics
-from exporter.dbcall import run_db
+from dashboard_metrics.exporter.api.rollups import Cell, source_metrics
+from dashboard_metrics.exporter.dbcall import run_db
 
 log = logging.getLogger("dashboard_metrics.api")
 

@@ -11,9 +11,9 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from aggregator.catalogue import METRICS
-from aggregator.timeutil import HOUR
-from exporter.api.errors import invalid
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.timeutil import HOUR
+from dashboard_metrics.exporter.api.errors import invalid
 
 MAX_RANGE = timedelta(days=365)
 GRANULARITIES = ("hour", "day", "week", "month")

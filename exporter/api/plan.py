@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from aggregator.recompute import Coverage
-from aggregator.timeutil import DAY, day_start, month_of, next_month
-from exporter.api.errors import invalid
-from exporter.api.params import DateRange
+from dashboard_metrics.core.coverage import Coverage
+from dashboard_metrics.core.timeutil import DAY, day_start, month_of, next_month
+from dashboard_metrics.exporter.api.errors import invalid
+from dashboard_metrics.exporter.api.params import DateRange
 
 ORDER = ("hourly", "daily", "monthly")
 GRANULARITY_TIER = {"hour": "hourly", "day": "daily", "week": "daily", "month": "monthly"}

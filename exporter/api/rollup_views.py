@@ -9,13 +9,13 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from aggregator.rollup_tables import HOURLY
-from aggregator.timeutil import hour_start
-from exporter.api import caching, shape
-from exporter.api.anyrange import ANY_RANGE, build_any
-from exporter.api.context import Api
-from exporter.api.errors import ApiError, invalid
-from exporter.api.params import (
+from dashboard_metrics.core.schema import HOURLY
+from dashboard_metrics.core.timeutil import hour_start
+from dashboard_metrics.exporter.api import caching, shape
+from dashboard_metrics.exporter.api.anyrange import ANY_RANGE, build_any
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.api.errors import ApiError, invalid
+from dashboard_metrics.exporter.api.params import (
     GRANULARITIES,
     SOURCES,
     DateRange,
@@ -26,9 +26,9 @@ from exporter.api.params import (
     parse_int,
     parse_range,
 )
-from exporter.api.plan import Plan
-from exporter.api.rollups import Cell, read_live, read_plan
-from exporter.dbcall import run_db
+from dashboard_metrics.exporter.api.plan import Plan
+from dashboard_metrics.exporter.api.rollups import Cell, read_live, read_plan
+from dashboard_metrics.exporter.dbcall import run_db
 
 ROW_NAMESPACE = uuid.UUID("5d0c3f8e-8a34-4a53-9d0b-2f1a3f6f6d10")
 

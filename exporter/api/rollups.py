@@ -8,13 +8,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.engine import Connection
 
-from aggregator import sourcesql
-from aggregator.catalogue import METRICS
-from aggregator.rollup_tables import DAILY, HOURLY, MONTHLY, Granularity, Tier
-from aggregator.timeutil import day_start
-from aggregator.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
-from exporter.api.params import MetricFilter
-from exporter.api.plan import Plan
+from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
+from dashboard_metrics.core.timeutil import day_start
+from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
+from dashboard_metrics.exporter.api.params import MetricFilter
+from dashboard_metrics.exporter.api.plan import Plan
 
 
 class Cell(NamedTuple):

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from exporter.api.rollups import Cell
+from dashboard_metrics.exporter.api.rollups import Cell
 
 UTC_ZONE = UTC
 

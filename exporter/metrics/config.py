@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from importlib import metadata
 
-from aggregator.settings import ENV_PREFIX, ConfigError, Settings
-from exporter.secrets import header_bytes
+from dashboard_metrics.core.settings import ENV_PREFIX, ConfigError, Settings
+from dashboard_metrics.exporter.secrets import header_bytes
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 from prometheus_client.utils import floatToGoString
 
-from aggregator.catalogue import CATALOGUE
-from aggregator.catalogue import Metric as CatalogueMetric
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
 
 # organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
 TotalsRow = tuple[str, str, float, int, str | None, int]

@@ -20,17 +20,16 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator import runstats, state
-from aggregator.db import first_line
-from aggregator.rollup_tables import aggregator_state
-from aggregator.totals import TOTALS_VERSION
-from exporter.api.errors import error_response
-from exporter.dbcall import run_db
-from exporter.keys import CLOCK, ROLLUP, SETTINGS
-from exporter.metrics import runtime, service
-from exporter.metrics.config import MetricsConfig
-from exporter.metrics.usage import Built, FamiliesCollector, UsageCache
-from exporter.stats import STATS
+from dashboard_metrics.core import runstats, state
+from dashboard_metrics.core.db import first_line
+from dashboard_metrics.core.schema import TOTALS_VERSION, aggregator_state
+from dashboard_metrics.exporter.api.errors import error_response
+from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS
+from dashboard_metrics.exporter.metrics import runtime, service
+from dashboard_metrics.exporter.metrics.config import MetricsConfig
+from dashboard_metrics.exporter.metrics.usage import Built, FamiliesCollector, UsageCache
+from dashboard_metrics.exporter.stats import STATS
 
 log = logging.getLogger("dashboard_metrics.metrics")
 

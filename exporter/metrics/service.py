@@ -17,8 +17,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
-from aggregator import runstats, state
-from exporter.stats import HTTP_BUCKETS, DurationHistogram
+from dashboard_metrics.core import runstats, state
+from dashboard_metrics.exporter.stats import HTTP_BUCKETS, DurationHistogram
 
 PREFIX = "dashboard_metrics"
 CACHE_RESULTS = ("hit", "miss", "error")

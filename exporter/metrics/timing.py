@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from exporter.stats import STATS
+from dashboard_metrics.exporter.stats import STATS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

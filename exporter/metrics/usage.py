@@ -20,12 +20,12 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from aggregator.catalogue import CATALOGUE
-from aggregator.catalogue import Metric as CatalogueMetric
-from aggregator.totals import metric_totals
-from exporter.metrics import fastrender
-from exporter.metrics.config import MetricsConfig
-from exporter.metrics.fastrender import TotalsRow
+from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
+from dashboard_metrics.core.schema import metric_totals
+from dashboard_metrics.exporter.metrics import fastrender
+from dashboard_metrics.exporter.metrics.config import MetricsConfig
+from dashboard_metrics.exporter.metrics.fastrender import TotalsRow
 
 SOURCE = "metric_totals (all-time sums of event_metrics_monthly)"
 

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dashboard_metrics.errors import CommandError
-from dashboard_metrics.parser import COMMANDS, PROG, SETTING_FLAGS, build_parser
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.cli.parser import COMMANDS, PROG, SETTING_FLAGS, build_parser
 
 if TYPE_CHECKING:
-    from aggregator.settings import Settings
+    from dashboard_metrics.core.settings import Settings
 
 __all__ = ["COMMANDS", "PROG", "CommandError", "build_parser", "main"]
 
@@ -28,7 +28,7 @@ ENV_PREFIX = "DASHBOARD_METRICS_"
 def settings_from(args: argparse.Namespace) -> Settings:
     """The environment's settings with the flags given on top. A bad flag value is reported
     under the flag's name, not the variable's."""
-    from aggregator.settings import ConfigError, from_env
+    from dashboard_metrics.core.settings import ConfigError, from_env
 
     env = from_env()
     given = {name: getattr(args, name, None) for name in SETTING_FLAGS}
@@ -48,12 +48,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
-        from dashboard_metrics.completion import script
+        from dashboard_metrics.cli.completion import script
 
         sys.stdout.write(script(build_parser(), args.shell))
         return 0
-    from aggregator import logs
-    from dashboard_metrics import commands
+    from dashboard_metrics.cli import commands
+    from dashboard_metrics.core import logs
 
     settings = settings_from(args)
     logs.setup(settings.log_level)
@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    from aggregator.db import first_line
+    from dashboard_metrics.core.db import first_line
 
     return first_line(exc)
 
@@ -86,8 +86,8 @@ def _explain(exc: Exception) -> tuple[int, str]:
     """Exit code and one line for any failure: ours, a database's, the OS's, or a bug."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from aggregator.db import DatabaseError
-    from aggregator.settings import ConfigError
+    from dashboard_metrics.core.db import DatabaseError
+    from dashboard_metrics.core.settings import ConfigError
 
     if isinstance(exc, ConfigError):
         return 2, str(exc)

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
-from aggregator.settings import Settings, redact
-from aggregator.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
+from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
 
 
 class DatabaseError(RuntimeError):

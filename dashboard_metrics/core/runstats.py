@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from aggregator import state
+from dashboard_metrics.core import state
 
 RUNSTATS = "runstats"
 # Upper bounds (seconds) of the tick duration histogram.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
 
-from aggregator import source_tables as st
-from aggregator.rollup_tables import MONTHLY
-from dashboard_metrics.errors import CommandError
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.schema import MONTHLY
 
 
 def in_source(source: Engine) -> dict[str, str]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from aggregator.embedded import missing_files
-from aggregator.settings import Settings
-from dashboard_metrics.errors import CommandError
+from dashboard_metrics.aggregator.embedded import missing_files
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core.settings import Settings
 
 
 def require_existing(settings: Settings) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from aggregator.rollup_tables import aggregator_state
-from aggregator.upsert import upsert_rows
+from dashboard_metrics.core.schema import aggregator_state
+from dashboard_metrics.core.upsert import upsert_rows
 
 # Any constant works; it only has to be the same for every process writing these rollups.
 WRITE_LOCK_KEY = 0x64617368  # "dash"

@@ -14,20 +14,25 @@ from typing import Any
 import psycopg
 from sqlalchemy.exc import IntegrityError
 
-from aggregator import migrate
-from aggregator.backfill import Backfill, BackfillOptions
-from aggregator.daemon import Daemon, describe
-from aggregator.db import check_connect, require_source_tables, rollup_engine, source_engine
-from aggregator.embedded import sqlite_file
-from aggregator.engine import Aggregator, TickResult
-from aggregator.progress import ProgressBar
-from aggregator.settings import Settings, redact
-from aggregator.state import request_recompute
-from aggregator.testdata import GenerateOptions, GenerateReport, generate
-from aggregator.timeutil import utcnow
-from dashboard_metrics import organizations
-from dashboard_metrics.embedded import require_existing
-from dashboard_metrics.errors import CommandError
+from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
+from dashboard_metrics.aggregator.daemon import Daemon, describe
+from dashboard_metrics.aggregator.embedded import sqlite_file
+from dashboard_metrics.aggregator.engine import Aggregator, TickResult
+from dashboard_metrics.aggregator.progress import ProgressBar
+from dashboard_metrics.aggregator.testdata import GenerateOptions, GenerateReport, generate
+from dashboard_metrics.cli import organizations
+from dashboard_metrics.cli.embedded import require_existing
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core import migrate
+from dashboard_metrics.core.db import (
+    check_connect,
+    require_source_tables,
+    rollup_engine,
+    source_engine,
+)
+from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.state import request_recompute
+from dashboard_metrics.core.timeutil import utcnow
 
 log = logging.getLogger("dashboard_metrics.cli")
 
@@ -95,7 +100,7 @@ def cmd_aggregate(settings: Settings, args: argparse.Namespace) -> int:
     daemon = Daemon(aggregator, stop)
     server = None
     if settings.health_port:
-        from aggregator import healthserver
+        from dashboard_metrics.aggregator import healthserver
 
         try:
             server = healthserver.start(daemon, settings.host, settings.health_port)
@@ -201,32 +206,32 @@ def _announce(settings: Settings, report: GenerateReport) -> bool:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from aggregator.doctor import run_doctor
+    from dashboard_metrics.aggregator.doctor import run_doctor
 
     return run_doctor(settings)
 
 
 def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
-    from dashboards.generate import main as generate_dashboards
+    from dashboard_metrics.dashboards.generate import main as generate_dashboards
 
     return generate_dashboards(args.out, check=args.check, runbook_base=args.runbook_base_url)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from dashboard_metrics.http import serve
+    from dashboard_metrics.cli.http import serve
 
     require_existing(settings)
     return serve(settings)
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from dashboard_metrics.up import up
+    from dashboard_metrics.cli.up import up
 
     return up(settings)
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    from dashboard_metrics.report import run_report
+    from dashboard_metrics.cli.report import run_report
 
     require_existing(settings)
     return run_report(settings, args.org_id, args.days, as_json=args.json)

@@ -1,4 +1,7 @@
-"""The rollup tables we own: one row per (organization, period, metric, project, tag)."""
+"""The rollup schema we own, in one place: the tier tables (one row per organization,
+period, metric, project and tag), the all-time totals, the writer's state and the attribution
+it last saw. The migrations under ``migrations/`` create it; they are frozen copies and never
+import this module."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from aggregator.sqltypes import UTCDateTime
+from dashboard_metrics.core.sqltypes import UTCDateTime
 
 rollup_metadata = MetaData()
 
@@ -95,3 +98,30 @@ HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)
 DAILY = Tier("daily", event_metrics_daily, "date", Granularity.DAY)
 MONTHLY = Tier("monthly", event_metrics_monthly, "month", Granularity.MONTH)
 TIERS = {tier.name: tier for tier in (HOURLY, DAILY, MONTHLY)}
+
+# Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
+TOTALS_VERSION = "metric_totals_version"
+
+metric_totals = Table(
+    "metric_totals",
+    rollup_metadata,
+    Column("organization_id", Text, nullable=False),
+    Column("metric_name", String(64), nullable=False),
+    Column("metric_type", String(16), nullable=False),
+    # Monthly rows behind the total: a deleted monthly row leaves no modified_at behind, but
+    # it changes this count.
+    Column("month_rows", BigInteger, nullable=False),
+    Column("total_value", Float, nullable=False),
+    Column("total_count", BigInteger, nullable=False),
+    Column("total_buckets", Text, nullable=True),
+    Column("monotonic_value", Float, nullable=False),
+    Column("monotonic_count", BigInteger, nullable=False),
+    Column("monotonic_buckets", Text, nullable=True),
+    Column("corrected_at", UTCDateTime, nullable=True),
+    Column("modified_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
+)
+# The refresh finds the monthly rows its transaction wrote by their stamp (migration 0002).
+ix_event_metrics_monthly_modified_at = Index(
+    "ix_event_metrics_monthly_modified_at", event_metrics_monthly.c.modified_at
+)

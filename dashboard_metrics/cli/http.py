@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from aggregator.settings import Settings
-from dashboard_metrics.errors import CommandError
-from exporter.app import create_app
-from exporter.serve import check_bind
-from exporter.server import run_app
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.serve import check_bind
+from dashboard_metrics.exporter.server import run_app
 
 
 def base_url(settings: Settings) -> str:

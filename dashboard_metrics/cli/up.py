@@ -10,20 +10,25 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from aggregator import migrate, state
-from aggregator import source_tables as st
-from aggregator.backfill import Backfill, BackfillOptions
-from aggregator.daemon import Daemon
-from aggregator.db import check_connect, missing_source_tables, rollup_engine, source_engine
-from aggregator.embedded import sqlite_file
-from aggregator.engine import Aggregator
-from aggregator.progress import ProgressBar
-from aggregator.settings import Settings
-from aggregator.testdata import GenerateOptions, generate
-from aggregator.timeutil import utcnow
-from dashboard_metrics import http, organizations
-from exporter.app import create_app
-from exporter.serve import check_bind
+from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
+from dashboard_metrics.aggregator.daemon import Daemon
+from dashboard_metrics.aggregator.embedded import sqlite_file
+from dashboard_metrics.aggregator.engine import Aggregator
+from dashboard_metrics.aggregator.progress import ProgressBar
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.cli import http, organizations
+from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.db import (
+    check_connect,
+    missing_source_tables,
+    rollup_engine,
+    source_engine,
+)
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import utcnow
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.serve import check_bind
 
 DEMO = GenerateOptions(orgs=3, days=30, records_per_day=20, seed=42)
 

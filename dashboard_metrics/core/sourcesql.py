@@ -28,10 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from aggregator import source_tables as st
-from aggregator.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
-from aggregator.rollup_tables import Granularity
-from aggregator.values import Agg, Rollup, RowKey
+from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
+from dashboard_metrics.core.schema import Granularity
+from dashboard_metrics.core.values import Agg, Rollup, RowKey
 
 TimeRanges = Sequence[tuple[datetime, datetime]]
 

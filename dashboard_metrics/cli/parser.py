@@ -296,7 +296,13 @@ def _command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             "naive times are UTC; default now)",
         )
     elif name == "dashboards":
-        sub.add_argument("--out", help="output directory (default dashboards/generated)")
+        sub.add_argument(
+            "--output",
+            "--out",
+            dest="out",
+            metavar="DIR",
+            help="output directory (default dashboards/generated under the working directory)",
+        )
         sub.add_argument(
             "--check",
             action="store_true",

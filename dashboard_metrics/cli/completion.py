@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from dashboard_metrics.parser import PROG, options, subparsers
+from dashboard_metrics.cli.parser import PROG, options, subparsers
 
 FUNCTION = "_dashboard_metrics"
 

@@ -13,21 +13,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from aggregator import migrate
-from aggregator.catalogue import METRICS
-from aggregator.db import check_connect, rollup_engine, source_engine
-from aggregator.settings import Settings
-from aggregator.timeutil import day_start, utcnow
-from dashboard_metrics import organizations
-from dashboard_metrics.errors import CommandError
-from exporter.api import shape
-from exporter.api.context import Api
-from exporter.api.errors import ApiError
-from exporter.api.params import MetricFilter, parse_range
-from exporter.api.rollup_views import _cells
-from exporter.auth import Authenticator
-from exporter.cache import ResilientCache, make_backend
-from exporter.stats import ServiceStats
+from dashboard_metrics.cli import organizations
+from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core import migrate
+from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.db import check_connect, rollup_engine, source_engine
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import day_start, utcnow
+from dashboard_metrics.exporter.api import shape
+from dashboard_metrics.exporter.api.context import Api
+from dashboard_metrics.exporter.api.errors import ApiError
+from dashboard_metrics.exporter.api.params import MetricFilter, parse_range
+from dashboard_metrics.exporter.api.rollup_views import _cells
+from dashboard_metrics.exporter.auth import Authenticator
+from dashboard_metrics.exporter.cache import ResilientCache, make_backend
+from dashboard_metrics.exporter.stats import ServiceStats
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 COST_METRIC = "llm_usage"

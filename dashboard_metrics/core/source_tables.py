@@ -25,7 +25,7 @@ from sqlalchemy import (
     Text,
 )
 
-from aggregator.sqltypes import UTCDateTime, UUIDText
+from dashboard_metrics.core.sqltypes import UTCDateTime, UUIDText
 
 SOURCE_SCHEMA = "dm_source"
 

@@ -1,0 +1,75 @@
+"""Which buckets each rollup tier holds completely, and trusts, at a given time: the writer
+plans recomputes by it and the readers choose their tiers by it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from dashboard_metrics.core import state
+from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.timeutil import day_start
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which buckets each tier still holds (retention) and trusts."""
+
+    hourly_from: datetime
+    daily_from: date
+    untrusted_hour_days: frozenset[date] = frozenset()
+
+    @classmethod
+    def at(
+        cls,
+        now: datetime,
+        hourly_days: int,
+        daily_days: int,
+        untrusted: Iterable[date] = (),
+        hourly_deleted_before: datetime | None = None,
+        daily_deleted_before: date | None = None,
+    ) -> Coverage:
+        """Coverage at ``now``; a cleanup run with a shorter retention than configured deleted
+        rows up to ``*_deleted_before``, so those buckets are no longer covered either."""
+        hourly_from = now - timedelta(days=hourly_days)
+        daily_from = (now - timedelta(days=daily_days)).date()
+        if hourly_deleted_before is not None:
+            hourly_from = max(hourly_from, hourly_deleted_before)
+        if daily_deleted_before is not None:
+            daily_from = max(daily_from, daily_deleted_before)
+        return cls(hourly_from, daily_from, frozenset(untrusted))
+
+    def hour_retained(self, hour: datetime) -> bool:
+        return hour >= self.hourly_from
+
+    def day_covered(self, day: date) -> bool:
+        return day >= self.daily_from
+
+    def day_from_hours(self, day: date) -> bool:
+        """The hourly tier holds all of ``day``, trusted: the day is the sum of its hours."""
+        return day_start(day) >= self.hourly_from and day not in self.untrusted_hour_days
+
+    def month_from_days(self, month: date) -> bool:
+        """The daily tier holds all of ``month``: the month is the sum of its days."""
+        return month >= self.daily_from
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def coverage_at(settings: Settings, stored: dict[str, Any], now: datetime) -> Coverage:
+    """What each tier holds completely at ``now``, from the aggregator_state values: the
+    retention settings, cleanups run with a shorter retention, untrusted hourly days."""
+    hourly_floor = stored.get(state.HOURLY_DELETED_BEFORE)
+    daily_floor = stored.get(state.DAILY_DELETED_BEFORE)
+    return Coverage.at(
+        now,
+        settings.hourly_retention_days,
+        settings.daily_retention_days,
+        [date.fromisoformat(d) for d in stored.get(state.HOURLY_UNTRUSTED) or []],
+        parse_time(hourly_floor),
+        None if daily_floor is None else date.fromisoformat(daily_floor),
+    )
