@@ -185,11 +185,22 @@ def _stored_counts(h: Harness) -> set[tuple[object, ...]]:
         return {tuple(r) for r in conn.execute(query)}
 
 
+def _stored_totals(h: Harness) -> dict[tuple[str, str], tuple[object, ...]]:
+    t = metric_totals.c
+    columns = (t.metric_type, t.month_rows, t.total_value, t.total_count, t.total_buckets)
+    monotonic = (t.monotonic_value, t.monotonic_count, t.monotonic_buckets)
+    with h.rollup.connect() as conn:
+        query = select(t.organization_id, t.metric_name, *columns, *monotonic, t.modified_at)
+        return {(r[0], r[1]): tuple(r[2:]) for r in conn.execute(query)}
+
+
 def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
+    """Migration 0002's frozen fill writes what the writer's refresh writes, over rollups that
+    span several months (histogram buckets summed per slot)."""
     a = h.org()
-    populate(h, [a])
+    populate(h, [a])  # three months
     h.aggregator.tick()
-    expected = _stored_counts(h)
+    expected = {key: row[:-1] for key, row in _stored_totals(h).items()}
     from alembic import command
 
     config = migrate._config()
@@ -197,8 +208,10 @@ def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")
     migrate.upgrade(h.rollup)
-    got = _stored_counts(h)
-    assert got == expected and len(got) == len(CATALOGUE)
+    got = _stored_totals(h)
+    assert {key: row[:-1] for key, row in got.items()} == expected
+    assert len(got) == len(CATALOGUE) and max(row[1] for row in got.values()) == 3
+    assert all(row[-1].tzinfo is not None for row in got.values())  # read back as UTC
 
 
 def test_histogram_corrections_are_monotonic_per_bucket() -> None:
