@@ -1,4 +1,4 @@
-"""The pure parts of a tick and of retention: what to do from what was read.
+"""The pure parts of a tick, of retention and of a backfill month: what to do from what was read.
 
 No database: each part takes the stored state and the rows read, and returns what to write.
 Schedules are checked by stepping a fake clock, never by sleeping.
@@ -9,6 +9,16 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from dashboard_metrics.aggregator.backfill import (
+    BackfillOptions,
+    _Totals,
+    changed_rows,
+    lifted_floors,
+    month_steps,
+    outside_days,
+    retained_hours,
+    trusted_hours,
+)
 from dashboard_metrics.aggregator.engine import (
     TickResult,
     cleanup_state,
@@ -19,8 +29,10 @@ from dashboard_metrics.aggregator.engine import (
     tick_state,
 )
 from dashboard_metrics.core import state
+from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import DAILY_RETENTION, HOURLY_RETENTION, RETENTION, TIERS
 from dashboard_metrics.core.settings import Settings
+from dashboard_metrics.core.values import Agg, RowKey
 from tests.harness import FakeClock, utc
 
 SETTINGS = Settings(database_url="sqlite://")
@@ -158,3 +170,97 @@ def test_daily_cleanup_keeps_whole_days_and_has_no_untrusted_days() -> None:
     }
     assert DAILY_RETENTION.bound(cutoff) == date(2025, 3, 8)
     assert HOURLY_RETENTION.bound(cutoff) == cutoff
+
+
+# -- a backfill month -----------------------------------------------------------------------------
+
+
+def _hour_row(hour: datetime, value: float, org: str = "org") -> tuple[Any, ...]:
+    return (org, hour, "pages_processed", value, 1, None)
+
+
+def test_month_steps_split_the_window_by_month() -> None:
+    steps = month_steps(date(2026, 2, 27), date(2026, 3, 2))
+    assert steps == [
+        (date(2026, 2, 1), [date(2026, 2, 27), date(2026, 2, 28)]),
+        (date(2026, 3, 1), [date(2026, 3, 1), date(2026, 3, 2)]),
+    ]
+    assert outside_days(date(2026, 2, 1), [date(2026, 2, 27), date(2026, 2, 28)]) == [
+        (date(2026, 2, 1), date(2026, 2, 27))
+    ]
+    assert outside_days(date(2026, 3, 1), [date(2026, 3, 10)]) == [
+        (date(2026, 3, 1), date(2026, 3, 10)),
+        (date(2026, 3, 11), date(2026, 4, 1)),
+    ]
+
+
+def test_totals_sum_hours_into_days_and_histogram_buckets_per_bucket() -> None:
+    day = date(2026, 3, 10)
+    total = _Totals()
+    total.add_all(
+        [
+            ("a", utc(2026, 3, 10, 1), "cost", 1.5, 2, (1, 1)),
+            ("a", utc(2026, 3, 10, 5), "cost", 2.0, 1, (0, 1)),
+            ("b", utc(2026, 3, 10, 5), "pages", 3.0, 3, None),
+        ]
+    )
+    assert sorted(total.rows(day)) == [
+        ("a", day, "cost", 3.5, 3, (1, 2)),
+        ("b", day, "pages", 3.0, 3, None),
+    ]
+
+
+def test_retained_hours_follow_the_hourly_retention_edge() -> None:
+    coverage = Coverage(hourly_from=utc(2026, 3, 10, 13), daily_from=date(2025, 3, 10))
+    hours = [_hour_row(utc(2026, 3, 10, h), h) for h in (3, 12, 13, 20)]
+    retained = retained_hours(coverage, date(2026, 3, 10), hours)
+    assert retained is not None
+    span, rows = retained
+    assert span == (utc(2026, 3, 10, 13), utc(2026, 3, 11))
+    assert [row[1].hour for row in rows] == [13, 20]
+    assert retained_hours(coverage, date(2026, 3, 9), hours) is None
+    whole = retained_hours(coverage, date(2026, 3, 11), [])
+    assert whole == ((utc(2026, 3, 11), utc(2026, 3, 12)), [])
+
+
+def test_changed_rows_count_inserts_updates_and_deletes() -> None:
+    day = date(2026, 3, 10)
+    old = {
+        RowKey("a", day, "pages"): Agg(1.0, 1),
+        RowKey("b", day, "pages"): Agg(2.0, 2),
+        RowKey("c", day, "pages"): Agg(3.0, 3),
+    }
+    new = [("a", day, "pages", 1.0, 1, None), ("b", day, "pages", 5.0, 2, None)]
+    new.append(("d", day, "pages", 1.0, 1, None))
+    assert changed_rows(old, new) == 3  # b updated, d inserted, c deleted
+    assert changed_rows({}, []) == 0
+
+
+def test_untrusted_hourly_days_after_a_month() -> None:
+    coverage = Coverage(hourly_from=utc(2026, 3, 5), daily_from=date(2025, 3, 10))
+    days = [date(2026, 3, d) for d in range(3, 8)]
+    skipped = trusted_hours(BackfillOptions(skip_hourly=True), coverage, days, ["2026-01-01"])
+    assert skipped == {
+        state.HOURLY_UNTRUSTED: ["2026-01-01", "2026-03-05", "2026-03-06", "2026-03-07"]
+    }
+    rewritten = trusted_hours(BackfillOptions(), coverage, days, ["2026-03-06", "2026-03-20"])
+    assert rewritten == {state.HOURLY_UNTRUSTED: ["2026-03-20"]}
+    # One organization's rewrite leaves the others' hours as they were.
+    assert trusted_hours(BackfillOptions(organization_id="a"), coverage, days, ["2026-03-06"]) == {}
+    assert trusted_hours(BackfillOptions(), coverage, days, []) == {}
+
+
+def test_floors_lift_when_the_month_reaches_them() -> None:
+    coverage = Coverage(hourly_from=utc(2026, 2, 10, 12), daily_from=date(2025, 3, 10))
+    days = [date(2026, 3, d) for d in range(1, 11)]
+    lifted = lifted_floors(
+        BackfillOptions(), coverage, days, "2026-03-04T00:00:00+00:00", "2026-03-04"
+    )
+    assert lifted == {
+        state.HOURLY_DELETED_BEFORE: utc(2026, 3, 1).isoformat(),
+        state.DAILY_DELETED_BEFORE: "2026-03-01",
+    }
+    # A floor above the window (a cleanup after it) or none at all stays.
+    assert lifted_floors(BackfillOptions(), coverage, days, None, "2026-03-20") == {}
+    skipped = BackfillOptions(skip_hourly=True, skip_daily=True)
+    assert lifted_floors(skipped, coverage, days, "2026-03-04T00:00:00+00:00", "2026-03-04") == {}
