@@ -2,8 +2,9 @@
 
 Prometheus keeps weeks; the rollups keep hourly rows 30 days, daily rows a year and monthly rows
 forever. The series panels pick the tier from the dashboard's range exactly as the JSON API does
-(<= 7 days hourly, <= 90 days daily, else monthly): three UNION ALL branches of which only the
-one whose range condition holds returns rows.
+(exporter/api/plan.py ``auto_tier`` on the range's whole days: up to 7 whole days, i.e. under 8
+days, hourly; up to 90 whole days daily; else monthly): three UNION ALL branches of which only
+the one whose range condition holds returns rows.
 """
 
 from __future__ import annotations
@@ -25,9 +26,27 @@ from dashboard_metrics.dashboards.common import (
 from dashboard_metrics.dashboards.sql import Sql
 
 UID = "dm-usage-history"
-HOURLY_MAX = "7 days"
-DAILY_MAX = "90 days"
+# The API's thresholds, on whole days: a range of 7 days and 23 hours has 7 whole days.
+HOURLY_MAX_DAYS = 7
+DAILY_MAX_DAYS = 90
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
+
+
+def _whole_days_at_most(days: int) -> str:
+    return f"{RANGE} < interval '{days + 1} days'"
+
+
+def _whole_days_over(days: int) -> str:
+    return f"{RANGE} >= interval '{days + 1} days'"
+
+
+# Each tier's range condition (all must hold): exactly one tier's holds for any range.
+TIER_CONDITIONS = {
+    "hourly": [_whole_days_at_most(HOURLY_MAX_DAYS)],
+    "daily": [_whole_days_over(HOURLY_MAX_DAYS), _whole_days_at_most(DAILY_MAX_DAYS)],
+    "monthly": [_whole_days_over(DAILY_MAX_DAYS)],
+}
+TIER_RULE = "under 8 days hourly, under 91 days daily, else monthly"
 ORGS = "organization_id IN ($organization)"
 # DASHBOARD_METRICS_ROLLUP_SCHEMA: the rollup tables' schema, a constant the operator can change
 # in the dashboard's settings (Grafana's PostgreSQL source has no search_path of its own).
@@ -67,23 +86,24 @@ def organization_variable() -> db.QueryVariable:
 def tiered_series_sql(metric: Metric) -> str:
     """One metric per organization over the range, from the tier the range selects."""
     name = f"metric_name = '{metric.name}' AND {ORGS}"
+    [hourly], [past_hourly, daily], [monthly] = TIER_CONDITIONS.values()
     return (
         "SELECT time, organization_id AS metric, SUM(value) AS value FROM (\n"
         '  SELECT "timestamp" AS time, organization_id, metric_value AS value\n'
         f"  FROM {table('event_metrics_hourly')}\n"
-        f"  WHERE $__timeFilter(\"timestamp\") AND {RANGE} <= interval '{HOURLY_MAX}' AND {name}\n"
+        f'  WHERE $__timeFilter("timestamp") AND {hourly} AND {name}\n'
         "  UNION ALL\n"
         "  SELECT (\"date\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
         f"  FROM {table('event_metrics_daily')}\n"
         '  WHERE "date" BETWEEN $__timeFrom()::date AND $__timeTo()::date\n'
-        f"    AND {RANGE} > interval '{HOURLY_MAX}'\n"
-        f"    AND {RANGE} <= interval '{DAILY_MAX}' AND {name}\n"
+        f"    AND {past_hourly}\n"
+        f"    AND {daily} AND {name}\n"
         "  UNION ALL\n"
         "  SELECT (\"month\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
         f"  FROM {table('event_metrics_monthly')}\n"
         "  WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
         "AND $__timeTo()::date\n"
-        f"    AND {RANGE} > interval '{DAILY_MAX}' AND {name}\n"
+        f"    AND {monthly} AND {name}\n"
         ") AS picked\n"
         "GROUP BY 1, 2\n"
         "ORDER BY 1, 2"
@@ -116,8 +136,7 @@ def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
         UID,
         "dashboard-metrics / Usage history",
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
-        "the tier the range selects, as the JSON API does: up to 7 days hourly, up to 90 days "
-        "daily, beyond that monthly.",
+        f"the tier the range selects, as the JSON API does: {TIER_RULE}.",
         [rollups_variable(), schema_variable(), organization_variable()],
         time_from="now-1y",
     )
@@ -164,8 +183,8 @@ def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
         board.add(
             timeseries_panel(
                 f"{metric.name} by organization",
-                f"{metric.help}; per hour, day or month depending on the range (<= 7 days "
-                "hourly, <= 90 days daily, else monthly), per organization.",
+                f"{metric.help}; per hour, day or month depending on the range ({TIER_RULE}), "
+                "per organization.",
                 units[metric.name],
                 [Sql(tiered_series_sql(metric))],
                 datasource=ROLLUPS,
