@@ -17,8 +17,9 @@ from grafana_foundation_sdk.models import dashboard as md
 from dashboard_metrics.core.catalogue import CATALOGUE, Metric
 from dashboard_metrics.dashboards.common import (
     ROLLUPS,
-    Board,
+    Sections,
     panel_unit,
+    render,
     rollups_variable,
     table_panel,
     timeseries_panel,
@@ -131,65 +132,74 @@ def monthly_sql(metrics: Sequence[Metric], label: str, period: str, by_org: bool
     )
 
 
+MONTH = "to_char(\"month\", 'YYYY-MM')"
+YEAR = "to_char(\"month\", 'YYYY')"
+# The totals tables: title, description, period column and its expression, per organization,
+# height.
+TOTALS = (
+    (
+        "Per month",
+        "Every metric per calendar month (UTC) over the range, selected organizations summed "
+        "(monthly rollups, kept forever).",
+        ("month", MONTH),
+        False,
+        10,
+    ),
+    (
+        "Per year",
+        "Every metric per calendar year (UTC) over the range, selected organizations summed.",
+        ("year", YEAR),
+        False,
+        6,
+    ),
+    (
+        "Per month and organization",
+        "Every metric per calendar month and organization over the range.",
+        ("month", MONTH),
+        True,
+        12,
+    ),
+)
+
+
 def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
-    board = Board(
+    return render(
         UID,
         "dashboard-metrics / Usage history",
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
         f"the tier the range selects, as the JSON API does: {TIER_RULE}.",
         [rollups_variable(), schema_variable(), organization_variable()],
+        sections(metrics),
         time_from="now-1y",
     )
+
+
+def sections(metrics: Sequence[Metric]) -> Sections:
     units = {m.name: panel_unit(m) for m in metrics}
-
-    board.row("Totals")
-    board.add(
-        table_panel(
-            "Per month",
-            "Every metric per calendar month (UTC) over the range, selected organizations summed "
-            "(monthly rollups, kept forever).",
-            "short",
-            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", False)).table()],
-            datasource=ROLLUPS,
-            height=10,
-            overrides=units,
-        )
-    )
-    board.add(
-        table_panel(
-            "Per year",
-            "Every metric per calendar year (UTC) over the range, selected organizations summed.",
-            "short",
-            [Sql(monthly_sql(metrics, "year", "to_char(\"month\", 'YYYY')", False)).table()],
-            datasource=ROLLUPS,
-            height=6,
-            overrides=units,
-        )
-    )
-    board.add(
-        table_panel(
-            "Per month and organization",
-            "Every metric per calendar month and organization over the range.",
-            "short",
-            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", True)).table()],
-            datasource=ROLLUPS,
-            height=12,
-            overrides=units,
-        )
-    )
-
-    board.row("Series (tier chosen by the range)")
-    for metric in metrics:
-        board.add(
+    return {
+        "Totals": [
+            table_panel(
+                title,
+                description,
+                "short",
+                [Sql(monthly_sql(metrics, label, period, by_org)).table()],
+                datasource=ROLLUPS,
+                height=height,
+                overrides=units,
+            )
+            for title, description, (label, period), by_org, height in TOTALS
+        ],
+        "Series (tier chosen by the range)": [
             timeseries_panel(
-                f"{metric.name} by organization",
-                f"{metric.help}; per hour, day or month depending on the range ({TIER_RULE}), "
+                f"{m.name} by organization",
+                f"{m.help}; per hour, day or month depending on the range ({TIER_RULE}), "
                 "per organization.",
-                units[metric.name],
-                [Sql(tiered_series_sql(metric))],
+                units[m.name],
+                [Sql(tiered_series_sql(m))],
                 datasource=ROLLUPS,
                 stacked=True,
                 bars=True,
             )
-        )
-    return board.build()
+            for m in metrics
+        ],
+    }
