@@ -220,7 +220,7 @@ class Backfill:
         report = BackfillReport(start=months[0][1][0], end=now.date(), dry_run=self.options.dry_run)
         report.months = [month.strftime("%Y-%m") for month, _ in months]
         # Newest month first: each month lowers a cleanup floor only to its own start, so the
-        # floor follows the restored range down, contiguously (see _lifted_floors).
+        # floor follows the restored range down, contiguously (see lifted_floors).
         for month, days in reversed(months):
             self._month(now, month, days, report, progress)
         opts = self.options
