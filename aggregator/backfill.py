@@ -8,7 +8,7 @@ always a whole month (the part of the month outside the window is read from the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -62,10 +62,55 @@ def _read_hours(source: Connection, day: date, org: str | None) -> list[sourcesq
     return list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
 
 
+def _read_months(
+    source: Connection, ranges: list[tuple[date, date]], org: str | None
+) -> list[sourcesql.RawRow]:
+    return list(sourcesql.compute_rows(source, Granularity.MONTH, as_time_ranges(ranges), org))
+
+
+def _prefetched(
+    reader: ThreadPoolExecutor, source: Connection, days: list[date], org: str | None
+) -> Iterator[tuple[date, list[sourcesql.RawRow]]]:
+    """Each day with its source hours; the next day's read runs while the caller writes this
+    one's rows."""
+    pending = reader.submit(_read_hours, source, days[0], org)
+    for index, day in enumerate(days):
+        hours = pending.result()
+        if index + 1 < len(days):
+            pending = reader.submit(_read_hours, source, days[index + 1], org)
+        yield day, hours
+
+
+# -- the pure parts: what to write, from what was read -------------------------------------------
+
+
 def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
     start = day_start(day)
     hours = (start + timedelta(hours=h) for h in range(24))
     return {hour for hour in hours if coverage.hour_retained(hour)}
+
+
+def retained_hours(
+    coverage: Coverage, day: date, hours: list[sourcesql.RawRow]
+) -> tuple[tuple[datetime, datetime], list[sourcesql.RawRow]] | None:
+    """The part of ``day`` the hourly tier keeps, with its rows; None when it keeps none."""
+    start, end = max(day_start(day), coverage.hourly_from), day_start(day + DAY)
+    if start >= end:
+        return None
+    covered = _covered_hours(coverage, day)
+    return (start, end), [row for row in hours if row[1] in covered]
+
+
+def outside_days(month: date, days: list[date]) -> list[tuple[date, date]]:
+    """The days of ``month`` outside the window, as ranges: a monthly row is the whole month."""
+    return day_ranges(d for d in days_between(month, next_month(month)) if d not in days)
+
+
+def changed_rows(old: dict[RowKey, Agg], new: list[sourcesql.RawRow]) -> int:
+    """Rows that replacing ``old`` by ``new`` would insert, update or delete."""
+    rows = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in new}
+    changed = sum(1 for k, v in rows.items() if old.get(k) != v)
+    return changed + sum(1 for k in old if k not in rows)
 
 
 class _Totals:
@@ -86,6 +131,10 @@ class _Totals:
         if buckets is not None:
             acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
 
+    def add_all(self, rows: Iterable[sourcesql.RawRow]) -> None:
+        for row in rows:
+            self.add(row)
+
     def rows(self, period: date) -> list[sourcesql.RawRow]:
         return [
             (org, period, name, value, count, None if buckets is None else tuple(buckets))
@@ -96,6 +145,49 @@ class _Totals:
 def _reaches(floor: Any, start: Any, end: Any) -> bool:
     """A cleanup floor (None: no cleanup below retention) within the rewritten [start, end]."""
     return bool(floor) and start <= floor <= end
+
+
+def lifted_floors(
+    options: BackfillOptions,
+    coverage: Coverage,
+    days: list[date],
+    hourly_floor: str | None,
+    daily_floor: str | None,
+) -> dict[str, object]:
+    """Cleanup floors a month's writes made obsolete. Rows from a floor on were kept; if this
+    month's window [start, end) reaches the floor, every row from ``start`` on is there again.
+    (A cleanup between two months raises the floor above the next, older month, which then
+    leaves it alone.)"""
+    lifted: dict[str, object] = {}
+    end = days[-1] + DAY
+    start = max(day_start(days[0]), coverage.hourly_from)
+    if not options.skip_hourly and _reaches(
+        hourly_floor and datetime.fromisoformat(hourly_floor), start, day_start(end)
+    ):
+        lifted[state.HOURLY_DELETED_BEFORE] = start.isoformat()
+    first = max(days[0], coverage.daily_from)
+    if not options.skip_daily and _reaches(
+        daily_floor and date.fromisoformat(daily_floor), first, end
+    ):
+        lifted[state.DAILY_DELETED_BEFORE] = first.isoformat()
+    return lifted
+
+
+def trusted_hours(
+    options: BackfillOptions, coverage: Coverage, days: list[date], untrusted: list[str]
+) -> dict[str, object]:
+    """The untrusted hourly days after a month: those it skipped added, those it rewrote for
+    every organization removed."""
+    was = set(untrusted)
+    if options.skip_hourly:
+        # The hourly tier of these days was not brought up to date: ticks must not derive
+        # day and month differences from it.
+        kept = {d.isoformat() for d in days if d >= coverage.hourly_from.date()}
+        return {state.HOURLY_UNTRUSTED: sorted(was | kept)}
+    if options.organization_id is None and was:
+        # Every organization's hours of these days were rewritten: trusted again.
+        return {state.HOURLY_UNTRUSTED: sorted(was - {d.isoformat() for d in days})}
+    return {}
 
 
 def month_steps(start: date, end: date) -> list[tuple[date, list[date]]]:
@@ -128,7 +220,7 @@ class Backfill:
         report = BackfillReport(start=months[0][1][0], end=now.date(), dry_run=self.options.dry_run)
         report.months = [month.strftime("%Y-%m") for month, _ in months]
         # Newest month first: each month lowers a cleanup floor only to its own start, so the
-        # floor follows the restored range down, contiguously (see _lifted_floors).
+        # floor follows the restored range down, contiguously (see lifted_floors).
         for month, days in reversed(months):
             self._month(now, month, days, report, progress)
         opts = self.options
@@ -163,37 +255,11 @@ class Backfill:
         report.rows += len(new)
         if self.options.dry_run:
             old = store.read(conn, tier, ranges, self.options.organization_id)
-            rows = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in new}
-            changed = sum(1 for k, v in rows.items() if old.get(k) != v)
-            gone = sum(1 for k in old if k not in rows)
-            report.written += changed + gone
+            report.written += changed_rows(old, new)
             return 0
         written = store.replace(conn, tier, ranges, new, stamp, self.options.organization_id)
         report.written += written
         return written
-
-    def _lifted_floors(
-        self, conn: Connection, coverage: Coverage, days: list[date]
-    ) -> dict[str, object]:
-        """Cleanup floors this transaction's writes made obsolete. Rows from a floor on were
-        kept; if this month's window [start, end) reaches the floor, every row from ``start`` on
-        is there again. (A cleanup between two months raises the floor above the next, older
-        month, which then leaves it alone.)"""
-        lifted: dict[str, object] = {}
-        end = days[-1] + DAY
-        hourly_floor = state.get(conn, state.HOURLY_DELETED_BEFORE)
-        start = max(day_start(days[0]), coverage.hourly_from)
-        if not self.options.skip_hourly and _reaches(
-            hourly_floor and datetime.fromisoformat(hourly_floor), start, day_start(end)
-        ):
-            lifted[state.HOURLY_DELETED_BEFORE] = start.isoformat()
-        daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
-        first = max(days[0], coverage.daily_from)
-        if not self.options.skip_daily and _reaches(
-            daily_floor and date.fromisoformat(daily_floor), first, end
-        ):
-            lifted[state.DAILY_DELETED_BEFORE] = first.isoformat()
-        return lifted
 
     def _month(
         self,
@@ -203,101 +269,95 @@ class Backfill:
         report: BackfillReport,
         progress: Progress | None,
     ) -> None:
-        org = self.options.organization_id
+        """One month in one locked transaction over one source snapshot."""
         agg = self.aggregator
         with agg.rollup.begin() as conn:
             state.take_write_lock(conn)
             # What the tiers keep by retention: a backfill restores what a cleanup with a shorter
-            # retention deleted (and lifts that floor below, once the rows are back).
+            # retention deleted (and lifts that floor, once the rows are back).
             coverage = Coverage.at(
                 now, agg.settings.hourly_retention_days, agg.settings.daily_retention_days
             )
-            written = 0
-            month_total = _Totals()
-            with (
-                source_snapshot(agg.source) as source,
-                # The next day's source read overlaps this day's rollup writes. One worker: the
-                # snapshot's connection is only ever used by one thread at a time.
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as reader,
-            ):
-                pending = reader.submit(_read_hours, source, days[0], org)
-                for index, day in enumerate(days):
-                    span = (day_start(day), day_start(day + DAY))
-                    hours = pending.result()
-                    if index + 1 < len(days):
-                        pending = reader.submit(_read_hours, source, days[index + 1], org)
-                    day_total = _Totals()
-                    for row in hours:
-                        day_total.add(row)
-                    day_rows = day_total.rows(day)
-                    for row in day_rows:  # a month is the sum of its days
-                        month_total.add(row)
-                    if not self.options.skip_hourly:
-                        start = max(span[0], coverage.hourly_from)
-                        if start < span[1]:
-                            covered = _covered_hours(coverage, day)
-                            written += self._write(
-                                conn,
-                                HOURLY,
-                                [(start, span[1])],
-                                [row for row in hours if row[1] in covered],
-                                now,
-                                report.tiers["hourly"],
-                            )
-                    if not self.options.skip_daily and coverage.day_covered(day):
-                        written += self._write(
-                            conn,
-                            DAILY,
-                            [(day, day + DAY)],
-                            day_rows,
-                            now,
-                            report.tiers["daily"],
-                        )
-                    if progress:
-                        progress(1, day.isoformat())
-                if not self.options.skip_monthly:
-                    outside = [
-                        r
-                        for r in day_ranges(
-                            d for d in days_between(month, next_month(month)) if d not in days
-                        )
-                    ]
-                    rest = reader.submit(
-                        lambda: list(
-                            sourcesql.compute_rows(
-                                source, Granularity.MONTH, as_time_ranges(outside), org
-                            )
-                        )
-                    )
-                    for row in rest.result():
-                        month_total.add(row)
-                    written += self._write(
-                        conn,
-                        MONTHLY,
-                        [(month, next_month(month))],
-                        month_total.rows(month),
-                        now,
-                        report.tiers["monthly"],
-                    )
+            written = self._month_rows(conn, now, coverage, month, days, report, progress)
             if progress:
                 progress(1, month.strftime("%Y-%m"))
-            if self.options.dry_run:
-                return  # nothing was written
-            updates: dict[str, object] = {}
-            untrusted = set(state.get(conn, state.HOURLY_UNTRUSTED) or [])
-            if self.options.skip_hourly:
-                # The hourly tier of these days was not brought up to date: ticks must not derive
-                # day and month differences from it.
-                updates[state.HOURLY_UNTRUSTED] = sorted(
-                    untrusted | {d.isoformat() for d in days if d >= coverage.hourly_from.date()}
+            if not self.options.dry_run:  # else nothing was written
+                self._month_state(conn, now, coverage, days, written)
+
+    def _month_rows(
+        self,
+        conn: Connection,
+        now: datetime,
+        coverage: Coverage,
+        month: date,
+        days: list[date],
+        report: BackfillReport,
+        progress: Progress | None,
+    ) -> int:
+        """Read, sum and write the window's hours and days, then the whole month."""
+        org = self.options.organization_id
+        written = 0
+        month_total = _Totals()
+        with (
+            source_snapshot(self.aggregator.source) as source,
+            # The next day's source read overlaps this day's rollup writes. One worker: the
+            # snapshot's connection is only ever used by one thread at a time.
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as reader,
+        ):
+            for day, hours in _prefetched(reader, source, days, org):
+                day_total = _Totals()
+                day_total.add_all(hours)
+                day_rows = day_total.rows(day)
+                month_total.add_all(day_rows)  # a month is the sum of its days
+                written += self._write_day(conn, now, coverage, day, hours, day_rows, report)
+                if progress:
+                    progress(1, day.isoformat())
+            if not self.options.skip_monthly:
+                outside = outside_days(month, days)
+                month_total.add_all(reader.submit(_read_months, source, outside, org).result())
+                written += self._write(
+                    conn,
+                    MONTHLY,
+                    [(month, next_month(month))],
+                    month_total.rows(month),
+                    now,
+                    report.tiers["monthly"],
                 )
-            elif org is None and untrusted:
-                # Every organization's hours of these days were rewritten: trusted again.
-                updates[state.HOURLY_UNTRUSTED] = sorted(untrusted - {d.isoformat() for d in days})
-            if org is None:
-                updates.update(self._lifted_floors(conn, coverage, days))
-            if written:
-                totals.refresh_totals(conn, now)
-                updates[state.GENERATION] = state.generation(conn) + 1
-            if updates:
-                state.put(conn, updates, now)
+        return written
+
+    def _write_day(
+        self,
+        conn: Connection,
+        now: datetime,
+        coverage: Coverage,
+        day: date,
+        hours: list[sourcesql.RawRow],
+        day_rows: list[sourcesql.RawRow],
+        report: BackfillReport,
+    ) -> int:
+        """A day's hourly rows (where the hourly tier keeps them) and its daily row."""
+        written = 0
+        retained = None if self.options.skip_hourly else retained_hours(coverage, day, hours)
+        if retained is not None:
+            span, rows = retained
+            written += self._write(conn, HOURLY, [span], rows, now, report.tiers["hourly"])
+        if not self.options.skip_daily and coverage.day_covered(day):
+            whole_day = (day, day + DAY)
+            written += self._write(conn, DAILY, [whole_day], day_rows, now, report.tiers["daily"])
+        return written
+
+    def _month_state(
+        self, conn: Connection, now: datetime, coverage: Coverage, days: list[date], written: int
+    ) -> None:
+        """The month's aggregator_state: trusted hourly days, lifted floors, totals, generation."""
+        untrusted = state.get(conn, state.HOURLY_UNTRUSTED) or []
+        updates = trusted_hours(self.options, coverage, days, untrusted)
+        if self.options.organization_id is None:
+            hourly_floor = state.get(conn, state.HOURLY_DELETED_BEFORE)
+            daily_floor = state.get(conn, state.DAILY_DELETED_BEFORE)
+            updates.update(lifted_floors(self.options, coverage, days, hourly_floor, daily_floor))
+        if written:
+            totals.refresh_totals(conn, now)
+            updates[state.GENERATION] = state.generation(conn) + 1
+        if updates:
+            state.put(conn, updates, now)

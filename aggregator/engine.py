@@ -17,7 +17,7 @@ from dashboard_metrics.aggregator import changes, totals
 from dashboard_metrics.aggregator.recompute import Plan, Written, execute
 from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.coverage import Coverage, coverage_at, parse_time
-from dashboard_metrics.core.schema import DAILY, HOURLY
+from dashboard_metrics.core.schema import RETENTION, Retention
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import HOUR, Clock, hours_between, utcnow
 
@@ -73,6 +73,116 @@ def last_occurrence(now: datetime, hh_mm: str, weekday: int | None = None) -> da
     return candidate
 
 
+# -- the pure parts of a tick and of retention: what to do, from what was read --------------------
+
+
+def due(stored: dict[str, Any], key: str, due_at: datetime) -> bool:
+    """A scheduled job last run (ISO time under ``key``) before ``due_at``, or never."""
+    last = parse_time(stored.get(key))
+    return last is None or last < due_at
+
+
+def reconcile_due(settings: Settings, stored: dict[str, Any], now: datetime) -> bool:
+    return due(stored, state.LAST_RECONCILE, last_occurrence(now, settings.reconcile_at))
+
+
+def cleanups_due(settings: Settings, stored: dict[str, Any], now: datetime) -> list[Retention]:
+    """The tiers whose scheduled cleanup has come since it last ran."""
+    return [
+        r
+        for r in RETENTION.values()
+        if due(stored, r.last_key, last_occurrence(now, r.cleanup_at(settings), r.weekday))
+    ]
+
+
+def requested_hours(stored: dict[str, Any]) -> set[datetime]:
+    """The hours of the recompute requests (state.request_recompute) waiting for this tick."""
+    hours: set[datetime] = set()
+    for start, end in stored.get(state.RECOMPUTE_REQUESTS) or []:
+        hours.update(hours_between(datetime.fromisoformat(start), datetime.fromisoformat(end)))
+    return hours
+
+
+@dataclass(frozen=True)
+class TickWork:
+    """What a tick recomputes: the dirty hours and the buckets they make dirty."""
+
+    dirty: set[datetime]
+    coverage: Coverage
+    plan: Plan
+
+    @property
+    def plan_counts(self) -> dict[str, int]:
+        return {
+            "hours": len(self.plan.hours),
+            "days": len(self.plan.days),
+            "months": len(self.plan.months),
+        }
+
+
+def plan_tick(
+    settings: Settings,
+    stored: dict[str, Any],
+    changed: set[datetime],
+    now: datetime,
+    reconcile: bool,
+) -> TickWork:
+    """The hours that changed, were requested, or are reconciled, and the plan that recomputes
+    them where the tiers hold them."""
+    requested = requested_hours(stored)
+    dirty = changed | requested
+    if reconcile:
+        start = now - timedelta(days=settings.reconcile_days)
+        dirty |= set(hours_between(start, now + HOUR))
+    coverage = coverage_at(settings, stored, now)
+    plan = Plan.for_dirty_hours(dirty, coverage, {h.date() for h in requested})
+    return TickWork(dirty, coverage, plan)
+
+
+def tick_state(
+    stored: dict[str, Any],
+    scanned: dict[str, Any],
+    result: TickResult,
+    changed: bool,
+    failures: int,
+) -> dict[str, Any]:
+    """The aggregator_state values a tick stores: the scan's watermarks, the consumed requests,
+    the new generation when rows ``changed``, the run's record and counters."""
+    values: dict[str, Any] = dict(scanned)
+    if stored.get(state.RECOMPUTE_REQUESTS):
+        values[state.RECOMPUTE_REQUESTS] = []
+    if result.reconciled:
+        values[state.LAST_RECONCILE] = result.started_at.isoformat()
+    if changed:
+        values[state.GENERATION] = result.generation
+    values[state.LAST_TICK] = result.as_dict()
+    values[state.TICKS_TOTAL] = int(stored.get(state.TICKS_TOTAL) or 0) + 1
+    values[state.TICK_FAILURES_TOTAL] = int(stored.get(state.TICK_FAILURES_TOTAL) or 0) + failures
+    return values
+
+
+def cleanup_state(
+    retention: Retention,
+    floor: str | None,
+    untrusted: list[str] | None,
+    cutoff: datetime,
+    now: datetime,
+) -> dict[str, Any]:
+    """The aggregator_state values a cleanup of ``retention``'s tier up to ``cutoff`` stores:
+    the raised floor (never lowered), untrusted days still kept, when it ran."""
+    bound = retention.bound(cutoff)
+    values: dict[str, Any] = {
+        retention.floor_key: (
+            bound if floor is None else max(retention.parse(floor), bound)
+        ).isoformat(),
+        retention.last_key: now.isoformat(),
+    }
+    if retention.untrusted_key is not None:
+        kept = [d for d in untrusted or [] if date.fromisoformat(d) >= cutoff.date()]
+        values[retention.untrusted_key] = kept
+    return values
+
+
 class Aggregator:
     def __init__(
         self,
@@ -95,16 +205,6 @@ class Aggregator:
         return coverage_at(self.settings, state.get_all(conn), now)
 
     # -- ticks ----------------------------------------------------------------------------
-    def _requested_hours(self, stored: dict[str, Any]) -> set[datetime]:
-        hours: set[datetime] = set()
-        for start, end in stored.get(state.RECOMPUTE_REQUESTS) or []:
-            hours.update(hours_between(datetime.fromisoformat(start), datetime.fromisoformat(end)))
-        return hours
-
-    def _due(self, values: dict[str, Any], key: str, due_at: datetime) -> bool:
-        last = parse_time(values.get(key))
-        return last is None or last < due_at
-
     def tick(self, *, reconcile: bool | None = None, housekeeping: bool = True) -> TickResult:
         """Recompute every bucket touched since the last tick, atomically.
 
@@ -118,108 +218,77 @@ class Aggregator:
             state.take_write_lock(conn)
             stored = state.get_all(conn)  # read once: nothing else writes it under the lock
             if reconcile is None:
-                due = last_occurrence(now, self.settings.reconcile_at)
-                reconcile = self._due(stored, state.LAST_RECONCILE, due)
-            with source_snapshot(self.source) as source:
-                # The watermark is the snapshot's clock (or ours, when earlier), never a row's
-                # stamp: a writer whose clock runs ahead cannot hide rows written after it.
-                watermark = min(filter(None, (changes.source_now(source), now)))
-                overlap = timedelta(seconds=self.settings.change_overlap_seconds)
-                scanned = changes.scan_changes(conn, source, stored, watermark, overlap)
-                requested = self._requested_hours(stored)
-                dirty = scanned.dirty | requested
-                if reconcile:
-                    start = now - timedelta(days=self.settings.reconcile_days)
-                    dirty |= set(hours_between(start, now + HOUR))
-                coverage = coverage_at(self.settings, stored, now)
-                plan = Plan.for_dirty_hours(dirty, coverage, {h.date() for h in requested})
-                written = execute(conn, source, plan, coverage, now) if plan else Written()
+                reconcile = reconcile_due(self.settings, stored, now)
+            result.reconciled = reconcile
+            scanned = self._recompute(conn, stored, now, result)
             if housekeeping:
                 result.cleaned = self._housekeeping(conn, stored, now)
-            values: dict[str, Any] = dict(scanned.state)
-            if stored.get(state.RECOMPUTE_REQUESTS):
-                values[state.RECOMPUTE_REQUESTS] = []
-            if reconcile:
-                values[state.LAST_RECONCILE] = now.isoformat()
-            if written.total or sum(result.cleaned.values()):
+            changed = bool(result.rows_written or sum(result.cleaned.values()))
+            if changed:
                 totals.refresh_totals(conn, now)
-                result.generation = int(stored.get(state.GENERATION) or 0) + 1
-                values[state.GENERATION] = result.generation
-            else:
-                result.generation = int(stored.get(state.GENERATION) or 0)
-            result.dirty_hours = len(dirty)
-            result.plan = {
-                "hours": len(plan.hours),
-                "days": len(plan.days),
-                "months": len(plan.months),
-            }
-            result.written = written.as_dict()
-            result.reconciled = bool(reconcile)
+            result.generation = int(stored.get(state.GENERATION) or 0) + int(changed)
             result.duration_seconds = self.monotonic() - began
-            values[state.LAST_TICK] = result.as_dict()
-            values[state.TICKS_TOTAL] = int(stored.get(state.TICKS_TOTAL) or 0) + 1
-            values[state.TICK_FAILURES_TOTAL] = (
-                int(stored.get(state.TICK_FAILURES_TOTAL) or 0) + self.pending_failures
-            )
+            values = tick_state(stored, scanned, result, changed, self.pending_failures)
             state.put(conn, values, now)
             runstats.record_tick(conn, result.as_dict(), now)
         self.pending_failures = 0
         log.info("tick", extra={"fields": result.as_dict()})
         return result
 
+    def _recompute(
+        self, conn: Connection, stored: dict[str, Any], now: datetime, result: TickResult
+    ) -> dict[str, Any]:
+        """Scan the source for changes, recompute what they touched (into ``result``) and return
+        the scan's aggregator_state values, all over one source snapshot."""
+        with source_snapshot(self.source) as source:
+            # The watermark is the snapshot's clock (or ours, when earlier), never a row's
+            # stamp: a writer whose clock runs ahead cannot hide rows written after it.
+            watermark = min(filter(None, (changes.source_now(source), now)))
+            overlap = timedelta(seconds=self.settings.change_overlap_seconds)
+            scanned = changes.scan_changes(conn, source, stored, watermark, overlap)
+            work = plan_tick(self.settings, stored, scanned.dirty, now, result.reconciled)
+            written = (
+                execute(conn, source, work.plan, work.coverage, now) if work.plan else Written()
+            )
+        result.dirty_hours = len(work.dirty)
+        result.plan = work.plan_counts
+        result.written = written.as_dict()
+        return scanned.state
+
     # -- retention ------------------------------------------------------------------------
     def _housekeeping(
         self, conn: Connection, stored: dict[str, Any], now: datetime
     ) -> dict[str, int]:
-        cleaned: dict[str, int] = {}
-        hourly_due = last_occurrence(now, self.settings.hourly_cleanup_at)
-        if self._due(stored, "last_cleanup:hourly", hourly_due):
-            cleaned["hourly"] = self._cleanup(
-                conn, "hourly", self.settings.hourly_retention_days, now
-            )
-        daily_due = last_occurrence(now, self.settings.daily_cleanup_at, weekday=6)
-        if self._due(stored, "last_cleanup:daily", daily_due):
-            cleaned["daily"] = self._cleanup(conn, "daily", self.settings.daily_retention_days, now)
-        return cleaned
+        return {
+            r.tier.name: self._cleanup(conn, r, r.days(self.settings), now)
+            for r in cleanups_due(self.settings, stored, now)
+        }
 
-    def _cleanup(self, conn: Connection, tier: str, retention_days: int, now: datetime) -> int:
+    def _cleanup(
+        self, conn: Connection, retention: Retention, retention_days: int, now: datetime
+    ) -> int:
         cutoff = now - timedelta(days=retention_days)
-        if tier == "hourly":
-            deleted = conn.execute(delete(HOURLY.table).where(HOURLY.period < cutoff)).rowcount
-            untrusted = state.get(conn, state.HOURLY_UNTRUSTED) or []
-            kept = [d for d in untrusted if date.fromisoformat(d) >= cutoff.date()]
-            floor = parse_time(state.get(conn, state.HOURLY_DELETED_BEFORE))
-            state.put(
-                conn,
-                {
-                    state.HOURLY_UNTRUSTED: kept,
-                    state.HOURLY_DELETED_BEFORE: max(filter(None, (floor, cutoff))).isoformat(),
-                },
-                now,
-            )
-        else:
-            deleted = conn.execute(delete(DAILY.table).where(DAILY.period < cutoff.date())).rowcount
-            floor = state.get(conn, state.DAILY_DELETED_BEFORE)
-            newest = max(filter(None, (floor, cutoff.date().isoformat())))
-            state.put(conn, {state.DAILY_DELETED_BEFORE: newest}, now)
-        state.put(conn, {f"last_cleanup:{tier}": now.isoformat()}, now)
+        tier = retention.tier
+        deleted = conn.execute(
+            delete(tier.table).where(tier.period < retention.bound(cutoff))
+        ).rowcount
+        untrusted = state.get(conn, retention.untrusted_key) if retention.untrusted_key else None
+        floor = state.get(conn, retention.floor_key)
+        state.put(conn, cleanup_state(retention, floor, untrusted, cutoff, now), now)
         log.info(
             "cleanup",
-            extra={"fields": {"tier": tier, "deleted": deleted, "cutoff": cutoff.isoformat()}},
+            extra={"fields": {"tier": tier.name, "deleted": deleted, "cutoff": cutoff.isoformat()}},
         )
         return int(deleted or 0)
 
     def cleanup(self, tier: str, retention_days: int | None = None) -> int:
         """Delete rows of ``tier`` older than the retention now (the ``cleanup`` command)."""
-        days = retention_days or (
-            self.settings.hourly_retention_days
-            if tier == "hourly"
-            else self.settings.daily_retention_days
-        )
+        retention = RETENTION[tier]
+        days = retention_days or retention.days(self.settings)
         now = self.clock()
         with self.rollup.begin() as conn:
             state.take_write_lock(conn)
-            deleted = self._cleanup(conn, tier, days, now)
+            deleted = self._cleanup(conn, retention, days, now)
             if deleted:
                 totals.refresh_totals(conn, now)
                 state.put(conn, {state.GENERATION: state.generation(conn) + 1}, now)

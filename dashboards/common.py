@@ -19,7 +19,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common as mc
 from grafana_foundation_sdk.models import dashboard as md
-from grafana_foundation_sdk.models.common import DataSourceRef
+from grafana_foundation_sdk.models.common import BigValueTextMode, DataSourceRef
 from grafana_foundation_sdk.models.piechart import PieChartLegendValues, PieChartType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
@@ -32,6 +32,8 @@ ROLLUPS = DataSourceRef(type_val=POSTGRES_TYPE, uid="${rollups}")
 TAGS = ["dashboard-metrics"]
 
 AnyPanel = stat.Panel | timeseries.Panel | table.Panel | bargauge.Panel | piechart.Panel | db.Panel
+# A dashboard as a table of panels: each row's title with its panels, in order.
+Sections = dict[str, list[AnyPanel]]
 
 
 def panel_unit(metric: Metric) -> str:
@@ -148,11 +150,14 @@ def stat_panel(
     width: int = 6,
     height: int = 4,
     mappings: list[md.ValueMapping] | None = None,
+    text_mode: BigValueTextMode | None = None,
 ) -> stat.Panel:
     panel = stat.Panel().reduce_options(reduce()).graph_mode(mc.BigValueGraphMode.NONE)
     panel = panel.color_mode(mc.BigValueColorMode.VALUE).no_value("0")
     if mappings:
         panel = panel.mappings(mappings)
+    if text_mode is not None:
+        panel = panel.text_mode(text_mode)
     return _common(panel, title, description, unit, targets, datasource, width, height)
 
 
@@ -184,7 +189,9 @@ def bargauge_panel(
     datasource: DataSourceRef = PROMETHEUS,
     width: int = 8,
     height: int = 8,
+    query_units: dict[str, str] | None = None,
 ) -> bargauge.Panel:
+    """``query_units``: a unit per query (ref -> unit), for bars of different units."""
     panel = (
         bargauge.Panel()
         .legend(legend())
@@ -193,6 +200,8 @@ def bargauge_panel(
         .display_mode(mc.BarGaugeDisplayMode.GRADIENT)
         .no_value("0")
     )
+    for ref, ref_unit in (query_units or {}).items():
+        panel = panel.override_by_query(ref, [md.DynamicConfigValue("unit", ref_unit)])
     return _common(panel, title, description, unit, targets, datasource, width, height)
 
 
@@ -310,6 +319,23 @@ class Board:
 
     def build(self) -> md.Dashboard:
         return self.builder.build()
+
+
+def render(
+    uid: str,
+    title: str,
+    description: str,
+    variables: Sequence[Builder[md.VariableModel]],
+    sections: Sections,
+    time_from: str = "now-7d",
+) -> md.Dashboard:
+    """A dashboard from its table of panels: a row per section, its panels under it."""
+    board = Board(uid, title, description, variables, time_from)
+    for row, panels in sections.items():
+        board.row(row)
+        for panel in panels:
+            board.add(panel)
+    return board.build()
 
 
 PLUGIN_NAMES = {PROMETHEUS_TYPE: "Prometheus", POSTGRES_TYPE: "PostgreSQL"}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import prometheus as prom
 from grafana_foundation_sdk.models import dashboard as md
 from grafana_foundation_sdk.models.common import BigValueTextMode
 
 from dashboard_metrics.dashboards.common import (
-    Board,
+    AnyPanel,
+    Sections,
     prometheus_variable,
     promql,
+    render,
     stat_panel,
     timeseries_panel,
     up_down,
@@ -51,18 +54,28 @@ def cache_hit_ratio(window: str) -> str:
 
 
 def build() -> md.Dashboard:
-    board = Board(
+    return render(
         UID,
         "dashboard-metrics / Pipeline health",
         "The health of dashboard-metrics itself: scrape target, database, aggregator ticks "
         "(duration, failures, lag, time since the last success, rows written), HTTP latency and "
         "errors by route, and the cache hit ratio.",
         [prometheus_variable()],
+        sections(),
         time_from="now-6h",
     )
 
-    board.row("Status")
-    board.add(
+
+def sections() -> Sections:
+    return {
+        "Status": status(),
+        "Aggregator": aggregator(),
+        "HTTP and cache": http_and_cache(),
+    }
+
+
+def status() -> list[AnyPanel]:
+    return [
         stat_panel(
             "Exporter up",
             f"Prometheus's `up` for the job {JOB}: 1 when the last scrape of serve succeeded.",
@@ -70,9 +83,7 @@ def build() -> md.Dashboard:
             [promql(f"min({UP})", instant=True)],
             width=5,
             mappings=up_down(),
-        )
-    )
-    board.add(
+        ),
         stat_panel(
             "Database up",
             "Whether serve reached the rollup database at the last scrape "
@@ -81,9 +92,7 @@ def build() -> md.Dashboard:
             [promql(f"min({P}_database_up)", instant=True)],
             width=5,
             mappings=up_down(),
-        )
-    )
-    board.add(
+        ),
         stat_panel(
             "Time since the last successful tick",
             "Seconds since the aggregator last committed a tick; "
@@ -91,72 +100,45 @@ def build() -> md.Dashboard:
             "s",
             [promql(since_last_tick(), instant=True)],
             width=5,
-        )
-    )
-    board.add(
+        ),
         stat_panel(
             "Rollup lag",
             "How far the rollups trail the source (dashboard_metrics_rollup_lag_seconds).",
             "s",
             [promql(f"max({P}_rollup_lag_seconds)", instant=True)],
             width=5,
-        )
-    )
-    board.add(
+        ),
         stat_panel(
             "Version",
             "The running version(s) of dashboard-metrics (dashboard_metrics_build_info).",
             "none",
             [promql(f"max by (version) ({P}_build_info)", legend="{{version}}", instant=True)],
             width=4,
-        ).text_mode(BigValueTextMode.NAME)
-    )
+            text_mode=BigValueTextMode.NAME,
+        ),
+    ]
 
-    board.row("Aggregator")
-    board.add(
+
+def aggregator() -> list[AnyPanel]:
+    return [
         timeseries_panel(
             "Tick duration",
             "Aggregator tick duration: p50/p95/p99 from the histogram buckets and the mean.",
             "s",
-            [
-                *(
-                    promql(
-                        quantile(q, TICK_BUCKETS, "$__rate_interval", match=ALL),
-                        legend=f"p{round(q * 100)}",
-                        ref=ref,
-                    )
-                    for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
-                ),
-                promql(
-                    f"{selected(f'{TICK}_sum', '$__rate_interval', match=ALL)} / "
-                    f"{selected(f'{TICK}_count', '$__rate_interval', match=ALL)}",
-                    legend="mean",
-                    ref="D",
-                ),
-            ],
-        )
-    )
-    board.add(
+            tick_duration_queries(),
+        ),
         timeseries_panel(
             "Ticks and failures",
             "Aggregator ticks and failed ticks per interval; failures should stay at 0.",
             "short",
             [
+                promql(selected(f"{P}_ticks_total", "$__interval", match=ALL), "ticks", "A"),
                 promql(
-                    selected(f"{P}_ticks_total", "$__interval", match=ALL),
-                    legend="ticks",
-                    ref="A",
-                ),
-                promql(
-                    selected(f"{P}_tick_failures_total", "$__interval", match=ALL),
-                    legend="failures",
-                    ref="B",
+                    selected(f"{P}_tick_failures_total", "$__interval", match=ALL), "failures", "B"
                 ),
             ],
             bars=True,
-        )
-    )
-    board.add(
+        ),
         timeseries_panel(
             "Lag and time since the last successful tick",
             "Rollup lag and seconds since the last successful tick; both alert when too high.",
@@ -165,9 +147,7 @@ def build() -> md.Dashboard:
                 promql(f"max({P}_rollup_lag_seconds)", legend="rollup lag", ref="A"),
                 promql(since_last_tick(), legend="since last successful tick", ref="B"),
             ],
-        )
-    )
-    board.add(
+        ),
         timeseries_panel(
             "Rows written by tier",
             "Rollup rows upserted per interval, by tier (hourly, daily, monthly).",
@@ -179,11 +159,29 @@ def build() -> md.Dashboard:
                 )
             ],
             stacked=True,
-        )
-    )
+        ),
+    ]
 
-    board.row("HTTP and cache")
-    board.add(
+
+def tick_duration_queries() -> list[prom.Dataquery]:
+    """p50/p95/p99 of the tick duration histogram, and its mean."""
+    quantiles = [
+        promql(
+            quantile(q, TICK_BUCKETS, "$__rate_interval", match=ALL),
+            legend=f"p{round(q * 100)}",
+            ref=ref,
+        )
+        for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+    ]
+    mean = (
+        f"{selected(f'{TICK}_sum', '$__rate_interval', match=ALL)} / "
+        f"{selected(f'{TICK}_count', '$__rate_interval', match=ALL)}"
+    )
+    return [*quantiles, promql(mean, legend="mean", ref="D")]
+
+
+def http_and_cache() -> list[AnyPanel]:
+    return [
         timeseries_panel(
             "Requests by route",
             "Requests per second over all serve replicas by route and status class, averaged "
@@ -191,9 +189,7 @@ def build() -> md.Dashboard:
             "reqps",
             [promql(HTTP_RATE_RULE, legend="{{route}} {{status_class}}")],
             stacked=True,
-        )
-    )
-    board.add(
+        ),
         timeseries_panel(
             "Latency p95 by route",
             "95th percentile of HTTP request duration by route, from the histogram buckets.",
@@ -204,9 +200,7 @@ def build() -> md.Dashboard:
                     legend="{{route}}",
                 )
             ],
-        )
-    )
-    board.add(
+        ),
         timeseries_panel(
             "5xx error ratio by route",
             "Fraction of responses with a 5xx status over all serve replicas, by route and for "
@@ -217,31 +211,19 @@ def build() -> md.Dashboard:
                 promql(http_5xx_ratio("$__rate_interval", by="route"), legend="{{route}}"),
                 promql(HTTP_5XX_RULE, legend="all routes (5m)", ref="B"),
             ],
-        )
-    )
-    board.add(
+        ),
         timeseries_panel(
             "Cache hit ratio",
             "Cache hits / all cache lookups (Redis or the in-process cache).",
             "percentunit",
-            [
-                promql(cache_hit_ratio("$__rate_interval"), legend="hit ratio", ref="A"),
-            ],
-        )
-    )
-    board.add(
+            [promql(cache_hit_ratio("$__rate_interval"), legend="hit ratio", ref="A")],
+        ),
         timeseries_panel(
             "Cache lookups by result",
             "Cache lookups per second by result: hit, miss, or error (cache unavailable).",
             "ops",
-            [
-                promql(
-                    per_replica(CACHE, "$__rate_interval", by="result"),
-                    legend="{{result}}",
-                )
-            ],
+            [promql(per_replica(CACHE, "$__rate_interval", by="result"), legend="{{result}}")],
             stacked=True,
             width=24,
-        )
-    )
-    return board.build()
+        ),
+    ]

@@ -2,8 +2,9 @@
 
 Prometheus keeps weeks; the rollups keep hourly rows 30 days, daily rows a year and monthly rows
 forever. The series panels pick the tier from the dashboard's range exactly as the JSON API does
-(<= 7 days hourly, <= 90 days daily, else monthly): three UNION ALL branches of which only the
-one whose range condition holds returns rows.
+(exporter/api/plan.py ``auto_tier`` on the range's whole days: up to 7 whole days, i.e. under 8
+days, hourly; up to 90 whole days daily; else monthly): three UNION ALL branches of which only
+the one whose range condition holds returns rows.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from grafana_foundation_sdk.models import dashboard as md
 from dashboard_metrics.core.catalogue import CATALOGUE, Metric
 from dashboard_metrics.dashboards.common import (
     ROLLUPS,
-    Board,
+    Sections,
     panel_unit,
+    render,
     rollups_variable,
     table_panel,
     timeseries_panel,
@@ -25,9 +27,27 @@ from dashboard_metrics.dashboards.common import (
 from dashboard_metrics.dashboards.sql import Sql
 
 UID = "dm-usage-history"
-HOURLY_MAX = "7 days"
-DAILY_MAX = "90 days"
+# The API's thresholds, on whole days: a range of 7 days and 23 hours has 7 whole days.
+HOURLY_MAX_DAYS = 7
+DAILY_MAX_DAYS = 90
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
+
+
+def _whole_days_at_most(days: int) -> str:
+    return f"{RANGE} < interval '{days + 1} days'"
+
+
+def _whole_days_over(days: int) -> str:
+    return f"{RANGE} >= interval '{days + 1} days'"
+
+
+# Each tier's range condition (all must hold): exactly one tier's holds for any range.
+TIER_CONDITIONS = {
+    "hourly": [_whole_days_at_most(HOURLY_MAX_DAYS)],
+    "daily": [_whole_days_over(HOURLY_MAX_DAYS), _whole_days_at_most(DAILY_MAX_DAYS)],
+    "monthly": [_whole_days_over(DAILY_MAX_DAYS)],
+}
+TIER_RULE = "under 8 days hourly, under 91 days daily, else monthly"
 ORGS = "organization_id IN ($organization)"
 # DASHBOARD_METRICS_ROLLUP_SCHEMA: the rollup tables' schema, a constant the operator can change
 # in the dashboard's settings (Grafana's PostgreSQL source has no search_path of its own).
@@ -67,23 +87,24 @@ def organization_variable() -> db.QueryVariable:
 def tiered_series_sql(metric: Metric) -> str:
     """One metric per organization over the range, from the tier the range selects."""
     name = f"metric_name = '{metric.name}' AND {ORGS}"
+    [hourly], [past_hourly, daily], [monthly] = TIER_CONDITIONS.values()
     return (
         "SELECT time, organization_id AS metric, SUM(value) AS value FROM (\n"
         '  SELECT "timestamp" AS time, organization_id, metric_value AS value\n'
         f"  FROM {table('event_metrics_hourly')}\n"
-        f"  WHERE $__timeFilter(\"timestamp\") AND {RANGE} <= interval '{HOURLY_MAX}' AND {name}\n"
+        f'  WHERE $__timeFilter("timestamp") AND {hourly} AND {name}\n'
         "  UNION ALL\n"
         "  SELECT (\"date\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
         f"  FROM {table('event_metrics_daily')}\n"
         '  WHERE "date" BETWEEN $__timeFrom()::date AND $__timeTo()::date\n'
-        f"    AND {RANGE} > interval '{HOURLY_MAX}'\n"
-        f"    AND {RANGE} <= interval '{DAILY_MAX}' AND {name}\n"
+        f"    AND {past_hourly}\n"
+        f"    AND {daily} AND {name}\n"
         "  UNION ALL\n"
         "  SELECT (\"month\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
         f"  FROM {table('event_metrics_monthly')}\n"
         "  WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
         "AND $__timeTo()::date\n"
-        f"    AND {RANGE} > interval '{DAILY_MAX}' AND {name}\n"
+        f"    AND {monthly} AND {name}\n"
         ") AS picked\n"
         "GROUP BY 1, 2\n"
         "ORDER BY 1, 2"
@@ -111,66 +132,74 @@ def monthly_sql(metrics: Sequence[Metric], label: str, period: str, by_org: bool
     )
 
 
+MONTH = "to_char(\"month\", 'YYYY-MM')"
+YEAR = "to_char(\"month\", 'YYYY')"
+# The totals tables: title, description, period column and its expression, per organization,
+# height.
+TOTALS = (
+    (
+        "Per month",
+        "Every metric per calendar month (UTC) over the range, selected organizations summed "
+        "(monthly rollups, kept forever).",
+        ("month", MONTH),
+        False,
+        10,
+    ),
+    (
+        "Per year",
+        "Every metric per calendar year (UTC) over the range, selected organizations summed.",
+        ("year", YEAR),
+        False,
+        6,
+    ),
+    (
+        "Per month and organization",
+        "Every metric per calendar month and organization over the range.",
+        ("month", MONTH),
+        True,
+        12,
+    ),
+)
+
+
 def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
-    board = Board(
+    return render(
         UID,
         "dashboard-metrics / Usage history",
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
-        "the tier the range selects, as the JSON API does: up to 7 days hourly, up to 90 days "
-        "daily, beyond that monthly.",
+        f"the tier the range selects, as the JSON API does: {TIER_RULE}.",
         [rollups_variable(), schema_variable(), organization_variable()],
+        sections(metrics),
         time_from="now-1y",
     )
+
+
+def sections(metrics: Sequence[Metric]) -> Sections:
     units = {m.name: panel_unit(m) for m in metrics}
-
-    board.row("Totals")
-    board.add(
-        table_panel(
-            "Per month",
-            "Every metric per calendar month (UTC) over the range, selected organizations summed "
-            "(monthly rollups, kept forever).",
-            "short",
-            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", False)).table()],
-            datasource=ROLLUPS,
-            height=10,
-            overrides=units,
-        )
-    )
-    board.add(
-        table_panel(
-            "Per year",
-            "Every metric per calendar year (UTC) over the range, selected organizations summed.",
-            "short",
-            [Sql(monthly_sql(metrics, "year", "to_char(\"month\", 'YYYY')", False)).table()],
-            datasource=ROLLUPS,
-            height=6,
-            overrides=units,
-        )
-    )
-    board.add(
-        table_panel(
-            "Per month and organization",
-            "Every metric per calendar month and organization over the range.",
-            "short",
-            [Sql(monthly_sql(metrics, "month", "to_char(\"month\", 'YYYY-MM')", True)).table()],
-            datasource=ROLLUPS,
-            height=12,
-            overrides=units,
-        )
-    )
-
-    board.row("Series (tier chosen by the range)")
-    for metric in metrics:
-        board.add(
+    return {
+        "Totals": [
+            table_panel(
+                title,
+                description,
+                "short",
+                [Sql(monthly_sql(metrics, label, period, by_org)).table()],
+                datasource=ROLLUPS,
+                height=height,
+                overrides=units,
+            )
+            for title, description, (label, period), by_org, height in TOTALS
+        ],
+        "Series (tier chosen by the range)": [
             timeseries_panel(
-                f"{metric.name} by organization",
-                f"{metric.help}; per hour, day or month depending on the range (<= 7 days "
-                "hourly, <= 90 days daily, else monthly), per organization.",
-                units[metric.name],
-                [Sql(tiered_series_sql(metric))],
+                f"{m.name} by organization",
+                f"{m.help}; per hour, day or month depending on the range ({TIER_RULE}), "
+                "per organization.",
+                units[m.name],
+                [Sql(tiered_series_sql(m))],
                 datasource=ROLLUPS,
                 stacked=True,
                 bars=True,
             )
-        )
-    return board.build()
+            for m in metrics
+        ],
+    }

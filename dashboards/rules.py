@@ -111,15 +111,14 @@ def recording_rules(namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, str]]:
 
 
 def alerts(namespace: str = DEFAULT_NAMESPACE) -> list[Alert]:
+    return [*outage_alerts(), *degradation_alerts(namespace)]
+
+
+def outage_alerts() -> list[Alert]:
+    """Critical: the service, its database or its aggregator is gone."""
     up = f'up{{job="{JOB}"}}'
     since = f"time() - max({LAST_TICK})"
-    lag = "max(dashboard_metrics_rollup_lag_seconds)"
     database = dedup("dashboard_metrics_database_up")
-    failures = f"sum {moved('dashboard_metrics_tick_failures_total', '15m', match='')}"
-    cost_metric = metric("llm_usage")
-    cost = hourly_rule(cost_metric, namespace)
-    day = moved(value_series(cost_metric, namespace), "1d", match="", offset="1h")
-    baseline = f"sum by (organization) {day} / 24"
     replicas = ", ".join(REPLICA_LABELS)
     return [
         Alert(
@@ -164,6 +163,18 @@ def alerts(namespace: str = DEFAULT_NAMESPACE) -> list[Alert]:
             "unreachable, the aggregator has never committed a tick, or serve is not scraped. "
             "DashboardMetricsAggregatorStale cannot fire without it.",
         ),
+    ]
+
+
+def degradation_alerts(namespace: str) -> list[Alert]:
+    """Warnings: the service works but lags, fails now and then, or sees a cost spike."""
+    lag = "max(dashboard_metrics_rollup_lag_seconds)"
+    failures = f"sum {moved('dashboard_metrics_tick_failures_total', '15m', match='')}"
+    cost_metric = metric("llm_usage")
+    cost = hourly_rule(cost_metric, namespace)
+    day = moved(value_series(cost_metric, namespace), "1d", match="", offset="1h")
+    baseline = f"sum by (organization) {day} / 24"
+    return [
         Alert(
             "DashboardMetricsRollupLagHigh",
             lag,

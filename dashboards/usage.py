@@ -11,7 +11,8 @@ from grafana_foundation_sdk.models import dashboard as md
 
 from dashboard_metrics.core.catalogue import CATALOGUE, Metric
 from dashboard_metrics.dashboards.common import (
-    Board,
+    AnyPanel,
+    Sections,
     bargauge_panel,
     merged_columns,
     organization_variable,
@@ -20,6 +21,7 @@ from dashboard_metrics.dashboards.common import (
     prometheus_variable,
     promql,
     ref_ids,
+    render,
     stat_panel,
     table_panel,
     timeseries_panel,
@@ -43,110 +45,107 @@ def what(metric: Metric) -> str:
 def build(
     namespace: str = DEFAULT_NAMESPACE, metrics: Sequence[Metric] = CATALOGUE
 ) -> md.Dashboard:
-    board = Board(
+    return render(
         UID,
         "dashboard-metrics / Usage overview",
         "Usage per organization from the dashboard-metrics /metrics endpoint: totals over the "
         "selected range, trends, the breakdown by metric and by organization, and a table per "
         "organization. For months and years use the Usage history dashboard.",
         [prometheus_variable(), organization_variable(org_selector(namespace))],
+        sections(namespace, metrics),
     )
 
-    board.row("Totals over the selected range")
-    for metric in metrics:
-        board.add(
-            stat_panel(
-                metric.name.replace("_", " ").capitalize(),
-                f"Over the selected time range, {what(metric)}; selected organizations summed.",
-                panel_unit(metric),
-                [promql(selected(value_series(metric, namespace), "$__range"), instant=True)],
-            )
-        )
 
-    board.row("Trends")
-    for metric in metrics:
-        board.add(
+def sections(namespace: str, metrics: Sequence[Metric]) -> Sections:
+    def over(m: Metric, window: str, by: str = "") -> str:
+        return selected(value_series(m, namespace), window, by=by)
+
+    return {
+        "Totals over the selected range": [
+            stat_panel(
+                m.name.replace("_", " ").capitalize(),
+                f"Over the selected time range, {what(m)}; selected organizations summed.",
+                panel_unit(m),
+                [promql(over(m, "$__range"), instant=True)],
+            )
+            for m in metrics
+        ],
+        "Trends": [
             timeseries_panel(
-                f"{metric.name} by organization",
-                f"Per interval and organization, {what(metric)}. Stacked: the top is the total.",
-                panel_unit(metric),
-                [
-                    promql(
-                        selected(value_series(metric, namespace), "$__interval", by="organization"),
-                        legend="{{organization}}",
-                    )
-                ],
+                f"{m.name} by organization",
+                f"Per interval and organization, {what(m)}. Stacked: the top is the total.",
+                panel_unit(m),
+                [promql(over(m, "$__interval", by="organization"), legend="{{organization}}")],
                 stacked=True,
             )
-        )
+            for m in metrics
+        ],
+        "Breakdown": [
+            breakdown(metrics, lambda m: over(m, "$__range")),
+            *(
+                piechart_panel(
+                    f"{m.name}: share by organization",
+                    f"Each organization's share of {what(m)} over the selected range.",
+                    panel_unit(m),
+                    [
+                        promql(
+                            over(m, "$__range", by="organization"),
+                            legend="{{organization}}",
+                            instant=True,
+                        )
+                    ],
+                )
+                for m in metrics
+            ),
+        ],
+        "Per organization": [
+            per_organization(
+                "Organizations",
+                "One row per organization, one column per metric: totals over the selected range.",
+                metrics,
+                lambda m: over(m, "$__range", by="organization"),
+            ),
+            per_organization(
+                "Last hour per organization",
+                "One row per organization, one column per metric: the trailing hour at the end "
+                "of the range, from the recording rules organization:<series>:increase1h.",
+                metrics,
+                lambda m: f"{hourly_rule(m, namespace)}{{{ORG}}}",
+            ),
+        ],
+    }
 
-    board.row("Breakdown")
+
+def breakdown(metrics: Sequence[Metric], expression: Callable[[Metric], str]) -> AnyPanel:
+    """One bar per metric, each in its own unit."""
     refs = ref_ids(len(metrics))
-    breakdown = bargauge_panel(
+    return bargauge_panel(
         "Breakdown by metric",
         "Every metric over the selected range for the selected organizations (each in its unit).",
         "short",
         [
-            promql(
-                selected(value_series(m, namespace), "$__range"),
-                legend=m.name,
-                ref=ref,
-                instant=True,
-            )
+            promql(expression(m), legend=m.name, ref=ref, instant=True)
             for m, ref in zip(metrics, refs, strict=True)
         ],
         width=24,
         height=10,
+        query_units={ref: panel_unit(m) for m, ref in zip(metrics, refs, strict=True)},
     )
-    for metric, ref in zip(metrics, refs, strict=True):
-        breakdown = breakdown.override_by_query(
-            ref, [md.DynamicConfigValue("unit", panel_unit(metric))]
-        )
-    board.add(breakdown)
-    for metric in metrics:
-        board.add(
-            piechart_panel(
-                f"{metric.name}: share by organization",
-                f"Each organization's share of {what(metric)} over the selected range.",
-                panel_unit(metric),
-                [
-                    promql(
-                        selected(value_series(metric, namespace), "$__range", by="organization"),
-                        legend="{{organization}}",
-                        instant=True,
-                    )
-                ],
-            )
-        )
 
-    board.row("Per organization")
 
-    def per_organization(title: str, description: str, expression: Callable[[Metric], str]) -> None:
-        board.add(
-            table_panel(
-                title,
-                description,
-                "short",
-                [
-                    promql(expression(m), legend=m.name, ref=ref, instant=True, fmt="table")
-                    for m, ref in zip(metrics, refs, strict=True)
-                ],
-                transformations=merged_columns(
-                    {ref: m.name for m, ref in zip(metrics, refs, strict=True)}
-                ),
-                overrides={m.name: panel_unit(m) for m in metrics},
-            )
-        )
-
-    per_organization(
-        "Organizations",
-        "One row per organization, one column per metric: totals over the selected range.",
-        lambda m: selected(value_series(m, namespace), "$__range", by="organization"),
+def per_organization(
+    title: str, description: str, metrics: Sequence[Metric], expression: Callable[[Metric], str]
+) -> AnyPanel:
+    """A table with a row per organization and a column per metric."""
+    refs = ref_ids(len(metrics))
+    return table_panel(
+        title,
+        description,
+        "short",
+        [
+            promql(expression(m), legend=m.name, ref=ref, instant=True, fmt="table")
+            for m, ref in zip(metrics, refs, strict=True)
+        ],
+        transformations=merged_columns({ref: m.name for m, ref in zip(metrics, refs, strict=True)}),
+        overrides={m.name: panel_unit(m) for m in metrics},
     )
-    per_organization(
-        "Last hour per organization",
-        "One row per organization, one column per metric: the trailing hour at the end of "
-        "the range, from the recording rules organization:<series>:increase1h.",
-        lambda m: f"{hourly_rule(m, namespace)}{{{ORG}}}",
-    )
-    return board.build()

@@ -236,95 +236,121 @@ def _setting_groups(sub: argparse.ArgumentParser, command: Command) -> None:
     SETTING_FLAGS["log_level"].add_to(general)
 
 
+def _aggregate_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--once", action="store_true", help="run one tick and exit")
+    sub.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="with --once: also reconcile the last RECONCILE_DAYS days",
+    )
+    sub.add_argument(
+        "--json", action="store_true", help="with --once: print the tick's record as JSON"
+    )
+
+
+def _backfill_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--days",
+        type=positive,
+        default=30,
+        help="whole UTC days back from today to recompute (default 30)",
+    )
+    sub.add_argument("--org-id", help="only this organization (string id, e.g. org_abc123)")
+    sub.add_argument("--dry-run", action="store_true", help="print per tier what would be written")
+    sub.add_argument("--skip-hourly", action="store_true", help="do not write hourly rows")
+    sub.add_argument("--skip-daily", action="store_true", help="do not write daily rows")
+    sub.add_argument("--skip-monthly", action="store_true", help="do not write monthly rows")
+
+
+def _cleanup_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--tier",
+        choices=("hourly", "daily"),
+        required=True,
+        help="which tier to clean (monthly rows are kept forever)",
+    )
+    sub.add_argument(
+        "--retention-days",
+        type=positive,
+        help="keep this many days (default: HOURLY_RETENTION_DAYS 30 or DAILY_RETENTION_DAYS 365)",
+    )
+
+
+def _generate_test_data_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--org-id", help="generate for this one organization (string id)")
+    sub.add_argument("--orgs", type=positive, default=3, help="organizations (default 3)")
+    sub.add_argument("--days", type=positive, default=7, help="days up to now (default 7)")
+    sub.add_argument(
+        "--records-per-day",
+        type=positive,
+        default=15,
+        help="workflow executions per organization per day (default 15)",
+    )
+    sub.add_argument(
+        "--clean", action="store_true", help="delete these organizations' source rows first"
+    )
+    sub.add_argument("--seed", type=non_negative, default=42, help="random seed (default 42)")
+    sub.add_argument(
+        "--until",
+        type=timestamp,
+        metavar="TIME",
+        help="end of the generated range, ISO-8601 (2026-03-15 or 2026-03-15T12:00:00Z; "
+        "naive times are UTC; default now)",
+    )
+
+
+def _dashboards_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--output",
+        "--out",
+        dest="out",
+        metavar="DIR",
+        help="output directory (default dashboards/generated under the working directory)",
+    )
+    sub.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the files on disk differ from what would be written",
+    )
+    sub.add_argument(
+        "--runbook-base-url",
+        metavar="URL",
+        help="absolute http(s) URL of the README (or a copy of its runbooks) that the alerts' "
+        "runbook_url points into, as URL#<alert> (default: a placeholder)",
+    )
+
+
+def _report_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--org-id", help="only this organization (string id)")
+    sub.add_argument(
+        "--days",
+        type=positive,
+        default=7,
+        help="UTC days up to now, today included (default 7, at most 365)",
+    )
+    sub.add_argument("--json", action="store_true", help="print the numbers as JSON")
+
+
+def _completion_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
+
+
+# Each command's own flags (beside the settings flags of _setting_groups).
+COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "aggregate": _aggregate_flags,
+    "backfill": _backfill_flags,
+    "cleanup": _cleanup_flags,
+    "generate-test-data": _generate_test_data_flags,
+    "dashboards": _dashboards_flags,
+    "report": _report_flags,
+    "completion": _completion_flags,
+}
+
+
 def _command_flags(name: str, sub: argparse.ArgumentParser) -> None:
-    if name == "aggregate":
-        sub.add_argument("--once", action="store_true", help="run one tick and exit")
-        sub.add_argument(
-            "--reconcile",
-            action="store_true",
-            help="with --once: also reconcile the last RECONCILE_DAYS days",
-        )
-        sub.add_argument(
-            "--json", action="store_true", help="with --once: print the tick's record as JSON"
-        )
-    elif name == "backfill":
-        sub.add_argument(
-            "--days",
-            type=positive,
-            default=30,
-            help="whole UTC days back from today to recompute (default 30)",
-        )
-        sub.add_argument("--org-id", help="only this organization (string id, e.g. org_abc123)")
-        sub.add_argument(
-            "--dry-run", action="store_true", help="print per tier what would be written"
-        )
-        sub.add_argument("--skip-hourly", action="store_true", help="do not write hourly rows")
-        sub.add_argument("--skip-daily", action="store_true", help="do not write daily rows")
-        sub.add_argument("--skip-monthly", action="store_true", help="do not write monthly rows")
-    elif name == "cleanup":
-        sub.add_argument(
-            "--tier",
-            choices=("hourly", "daily"),
-            required=True,
-            help="which tier to clean (monthly rows are kept forever)",
-        )
-        sub.add_argument(
-            "--retention-days",
-            type=positive,
-            help="keep this many days (default: HOURLY_RETENTION_DAYS 30 or "
-            "DAILY_RETENTION_DAYS 365)",
-        )
-    elif name == "generate-test-data":
-        sub.add_argument("--org-id", help="generate for this one organization (string id)")
-        sub.add_argument("--orgs", type=positive, default=3, help="organizations (default 3)")
-        sub.add_argument("--days", type=positive, default=7, help="days up to now (default 7)")
-        sub.add_argument(
-            "--records-per-day",
-            type=positive,
-            default=15,
-            help="workflow executions per organization per day (default 15)",
-        )
-        sub.add_argument(
-            "--clean", action="store_true", help="delete these organizations' source rows first"
-        )
-        sub.add_argument("--seed", type=non_negative, default=42, help="random seed (default 42)")
-        sub.add_argument(
-            "--until",
-            type=timestamp,
-            metavar="TIME",
-            help="end of the generated range, ISO-8601 (2026-03-15 or 2026-03-15T12:00:00Z; "
-            "naive times are UTC; default now)",
-        )
-    elif name == "dashboards":
-        sub.add_argument(
-            "--output",
-            "--out",
-            dest="out",
-            metavar="DIR",
-            help="output directory (default dashboards/generated under the working directory)",
-        )
-        sub.add_argument(
-            "--check",
-            action="store_true",
-            help="exit 1 if the files on disk differ from what would be written",
-        )
-        sub.add_argument(
-            "--runbook-base-url",
-            metavar="URL",
-            help="absolute http(s) URL of the README (or a copy of its runbooks) that the alerts' "
-            "runbook_url points into, as URL#<alert> (default: a placeholder)",
-        )
-    elif name == "report":
-        sub.add_argument("--org-id", help="only this organization (string id)")
-        sub.add_argument(
-            "--days",
-            type=positive,
-            default=7,
-            help="UTC days up to now, today included (default 7, at most 365)",
-        )
-        sub.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    elif name == "completion":
-        sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
+    add = COMMAND_FLAGS.get(name)
+    if add is not None:
+        add(sub)
 
 
 class Parser(argparse.ArgumentParser):
