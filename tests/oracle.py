@@ -1,7 +1,7 @@
 """A deliberately naive oracle: every metric computed in Python from raw source rows.
 
 It shares nothing with the aggregator's SQL: it reads whole tables row by row and follows the
-metric definitions of DESIGN.md literally.
+metric definitions of the README's metric table literally.
 """
 
 from __future__ import annotations
@@ -106,17 +106,17 @@ def period_of(when: datetime, tier: str) -> datetime | date:
 
 
 @dataclass
-class Cell:
+class Sums:
     value: float = 0.0
     count: int = 0
     buckets: list[int] = field(default_factory=list)
 
 
-def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Cell]:
-    cells: dict[tuple[str, Any, str], Cell] = {}
+def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Sums]:
+    cells: dict[tuple[str, Any, str], Sums] = {}
     for org, name, when, value in all_events:
         metric = METRICS[name]
-        cell = cells.setdefault((org, period_of(when, tier), name), Cell())
+        cell = cells.setdefault((org, period_of(when, tier), name), Sums())
         cell.value += value
         cell.count += 1
         if metric.is_histogram:
@@ -126,11 +126,11 @@ def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Cel
     return cells
 
 
-def totals(all_events: list[Event]) -> dict[tuple[str, str], Cell]:
+def totals(all_events: list[Event]) -> dict[tuple[str, str], Sums]:
     """All-time totals per (organization, metric)."""
-    out: dict[tuple[str, str], Cell] = {}
+    out: dict[tuple[str, str], Sums] = {}
     for (org, _period, name), cell in rollup(all_events, "monthly").items():
-        total = out.setdefault((org, name), Cell(buckets=[0] * len(cell.buckets)))
+        total = out.setdefault((org, name), Sums(buckets=[0] * len(cell.buckets)))
         total.value += cell.value
         total.count += cell.count
         total.buckets = [a + b for a, b in zip(total.buckets, cell.buckets, strict=True)]

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import state
+from dashboard_metrics.core.schema import TIERS
 
 RUNSTATS = "runstats"
 # Upper bounds (seconds) of the tick duration histogram.
 TICK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-TIERS = ("hourly", "daily", "monthly")
 
 
 def empty() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from dashboard_metrics.core import runstats, state
+from dashboard_metrics.core.schema import TIERS
 from dashboard_metrics.exporter.stats import HTTP_BUCKETS, DurationHistogram
 
 PREFIX = "dashboard_metrics"
@@ -71,7 +72,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
         "Rollup rows written (inserted, updated or deleted) by aggregator ticks, per tier.",
         labels=["tier"],
     )
-    for tier in runstats.TIERS:
+    for tier in TIERS:
         written.add_metric([tier], int(stats["rows_written"][tier]))
     families += [histogram, written]
     last = values.get(state.LAST_TICK)
