@@ -70,6 +70,9 @@ class Sql(Builder[SqlQuery]):
         return self
 
 
-runtime.register_dataquery_variant(
-    runtime.DataqueryConfig(identifier=POSTGRES_TYPE, from_json_hook=SqlQuery.from_json)
-)
+def register() -> None:
+    """Let the SDK decode our SQL targets from dashboard JSON (``dataquery_from_json``).
+    Explicit, not at import: building dashboards needs no registry."""
+    runtime.register_dataquery_variant(
+        runtime.DataqueryConfig(identifier=POSTGRES_TYPE, from_json_hook=SqlQuery.from_json)
+    )

@@ -14,7 +14,7 @@ from dashboard_metrics.cli.main import main as cli_main
 from dashboard_metrics.core.catalogue import CATALOGUE, MetricType, metric
 from dashboard_metrics.dashboards import checks, generate, history, usage
 from dashboard_metrics.dashboards.common import encode
-from dashboard_metrics.dashboards.sql import SqlQuery
+from dashboard_metrics.dashboards.sql import SqlQuery, register
 
 GENERATED = Path(generate.__file__).resolve().parent / "generated"
 
@@ -150,6 +150,7 @@ def test_queries_use_the_right_data_source() -> None:
 def test_sql_variant_round_trips() -> None:
     from grafana_foundation_sdk.cog.runtime import dataquery_from_json
 
+    register()
     panel = next(p for p in checks.panels(ALL["usage-history.json"]) if p.get("targets"))
     decoded = dataquery_from_json(panel["targets"][0], "")
     assert isinstance(decoded, SqlQuery)

@@ -162,3 +162,16 @@ def test_migrations_are_frozen(module: str) -> None:
     """A migration never imports live code: a later change to it would rewrite history."""
     live = {n for n in _imports(module, MODULES[module], module_level=False) if PACKAGE in n}
     assert live == set()
+
+
+def test_importing_a_module_only_defines_things() -> None:
+    """No import-time side effects: no module calls anything at its top level (registries,
+    logging set-up, table changes belong in functions the caller runs)."""
+    calls = [
+        f"{module}:{node.lineno}"
+        for module, path in MODULES.items()
+        if ".migrations" not in module
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await)
+    ]
+    assert calls == []
