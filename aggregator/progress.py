@@ -1,40 +1,90 @@
-"""A small progress bar on stderr for long work (backfill, test-data generation)."""
+"""Progress of long work (backfill, test-data generation).
+
+On a terminal: a tqdm bar on stderr. Anywhere else (compose, Kubernetes, a pipe, a test), where
+stderr is the JSON log stream, no bar frames at all: an occasional structured log line
+(`progress`, at most one per LOG_EVERY seconds) and one when the work is done.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+log = logging.getLogger("dashboard_metrics.progress")
+
+LOG_EVERY = 30.0  # seconds between progress log lines when stderr is not a terminal
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class ProgressBar:
+    """Callable as ``progress(steps, note)``, the shape backfill and the generator report in."""
+
     def __init__(self, total: int, label: str, stream: TextIO | None = None) -> None:
         self.total = max(total, 1)
         self.label = label
         self.done = 0
-        self.stream = stream or sys.stderr
         self.started = time.monotonic()
-        self._last_draw = 0.0
+        self._last_log = self.started
+        self._closed = False
+        stream = stream or sys.stderr
+        self._bar: tqdm[Any] | None = None
+        if _is_terminal(stream):
+            self._bar = tqdm(
+                total=self.total,
+                desc=label,
+                file=stream,
+                mininterval=0.2,
+                dynamic_ncols=True,
+                bar_format="{desc} {bar:30} {n_fmt}/{total_fmt} {elapsed}{postfix}",
+            )
 
     def advance(self, steps: int = 1, note: str = "") -> None:
-        self.done = min(self.total, self.done + steps)
-        now = time.monotonic()
-        if self.done == self.total or now - self._last_draw >= 0.2:
-            self._last_draw = now
-            self._draw(note)
-
-    def _draw(self, note: str) -> None:
-        width = 30
-        filled = int(width * self.done / self.total)
-        elapsed = time.monotonic() - self.started
-        line = (
-            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-            f"{self.done}/{self.total} {elapsed:5.1f}s {note[:24]:<24}"
-        )
-        self.stream.write(line)
+        if self.done >= self.total:
+            return
+        steps = min(steps, self.total - self.done)
+        self.done += steps
+        if self._bar is not None:
+            if note:
+                self._bar.set_postfix_str(note[:24], refresh=False)
+            self._bar.update(steps)
+        else:
+            now = time.monotonic()
+            if self.done < self.total and now - self._last_log >= LOG_EVERY:
+                self._last_log = now
+                self._log("progress", note)
         if self.done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
+            self.close()
+
+    def _log(self, event: str, note: str) -> None:
+        fields = {
+            "task": self.label,
+            "done": self.done,
+            "total": self.total,
+            "elapsed_seconds": round(time.monotonic() - self.started, 1),
+        }
+        if note:
+            fields["at"] = note
+        log.info(event, extra={"fields": fields})
+
+    def close(self) -> None:
+        """End the bar's line, also when the work stops early (a no-op once closed)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._bar is not None:
+            self._bar.close()
+        elif self.done == self.total:
+            self._log("progress done", "")
 
     def __call__(self, steps: int, note: str) -> None:
         self.advance(steps, note)

@@ -7,13 +7,14 @@ With `check=True` nothing is written: the exit status is 1 when any file on disk
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from grafana_foundation_sdk.models import dashboard as md
 
-from dashboard_metrics.dashboards import cost, health, history, usage, yamlout
+from dashboard_metrics.dashboards import cost, health, history, usage
 from dashboard_metrics.dashboards.common import encode
 from dashboard_metrics.dashboards.rules import DEFAULT_RUNBOOK_BASE, rule_groups
 
@@ -36,6 +37,44 @@ DASHBOARDS: dict[str, Callable[[], md.Dashboard]] = {
 }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Sequences indented under their key; multi-line strings (the dashboards' JSON in the
+    ConfigMaps) as block literals."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    )
+
+
+_Dumper.add_representer(str, _str)
+
+
+def _comment(header: str) -> str:
+    return "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+
+
+def dump_yaml(document: Any, header: str = HEADER) -> str:
+    return _comment(header) + dump_all_yaml([document], header="", explicit_start=False)
+
+
+def dump_all_yaml(
+    documents: Sequence[Any], header: str = HEADER, explicit_start: bool = True
+) -> str:
+    return _comment(header) + yaml.dump_all(
+        documents,
+        Dumper=_Dumper,
+        explicit_start=explicit_start,
+        sort_keys=False,
+        allow_unicode=True,
+        width=1 << 16,  # expressions stay on one line, as promtool and people read them
+    )
+
+
 def _configmap(filename: str, content: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -53,27 +92,25 @@ def render(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, str]:
     """Relative path -> file content, for everything this command writes."""
     files = {name: encode(build()) for name, build in DASHBOARDS.items()}
     groups = rule_groups(runbook_base=runbook_base)
-    files[RULES_FILE] = yamlout.dump(groups, HEADER)
+    files[RULES_FILE] = dump_yaml(groups)
     kube = f"{KUBE_DIR}/"
-    files[f"{kube}grafana-dashboards.yaml"] = yamlout.dump_all(
-        [_configmap(name, files[name]) for name in DASHBOARDS], HEADER
+    files[f"{kube}grafana-dashboards.yaml"] = dump_all_yaml(
+        [_configmap(name, files[name]) for name in DASHBOARDS]
     )
-    files[f"{kube}prometheusrule.yaml"] = yamlout.dump(
+    files[f"{kube}prometheusrule.yaml"] = dump_yaml(
         {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
             "metadata": {"name": "dashboard-metrics", "labels": LABELS},
             "spec": groups,
-        },
-        HEADER,
+        }
     )
-    files[f"{kube}kustomization.yaml"] = yamlout.dump(
+    files[f"{kube}kustomization.yaml"] = dump_yaml(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             "resources": ["grafana-dashboards.yaml", "prometheusrule.yaml"],
-        },
-        HEADER,
+        }
     )
     return files
 

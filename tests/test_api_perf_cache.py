@@ -11,6 +11,7 @@ from datetime import UTC, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from dashboard_metrics.exporter.api import context, shape
@@ -37,7 +38,7 @@ async def get(c: Any, org: str, path: str) -> tuple[bytes, dict[str, Any]]:
     return body, json.loads(body)
 
 
-async def test_hits_are_the_bytes_json_response_gives_and_echo_each_requests_bounds(
+async def test_hits_are_the_bytes_orjson_gives_and_echo_each_requests_bounds(
     h: Harness,
 ) -> None:
     org = seed(h, events=15)[0].string_id
@@ -45,12 +46,12 @@ async def test_hits_are_the_bytes_json_response_gives_and_echo_each_requests_bou
         cache = c.server.app[CACHE]
         for path in PATHS:
             first, data = await get(c, org, path)
-            assert first == json.dumps(data).encode()  # web.json_response's encoding
+            assert first == orjson.dumps(data)  # one encoding, head and cached tail alike
             hits = c.server.app[STATS].cache["hit"]
             h.clock.advance(minutes=5)  # the same hours: a hit, but end_date is now's
             second, again = await get(c, org, path)
             assert c.server.app[STATS].cache["hit"] == hits + 1
-            assert second == json.dumps(again).encode()
+            assert second == orjson.dumps(again)
             if "end_date" not in path:
                 assert again["end_date"] != data["end_date"]
             assert {k: v for k, v in again.items() if k != "end_date"} == {
@@ -109,7 +110,7 @@ async def test_concurrent_requests_share_one_state_read(
 
 @pytest.mark.parametrize("granularity", ["hour", "day", "week", "month"])
 @pytest.mark.parametrize("tz", [UTC, ZoneInfo("Europe/Berlin")])
-def test_series_json_is_json_dumps_of_series(granularity: str, tz: Any) -> None:
+def test_series_json_is_series_with_every_number_exact(granularity: str, tz: Any) -> None:
     rng = random.Random(granularity)
     start = utc(2026, 2, 20)
     cells = [
@@ -120,15 +121,23 @@ def test_series_json_is_json_dumps_of_series(granularity: str, tz: Any) -> None:
             "counter",
             rng.choice(["default", "p\u00e9", 'q"x']),
             rng.choice(["", "t1"]),
-            rng.choice([rng.uniform(0, 1e6), 0.1, 3.0, 1e-7, 1e22, float("inf")]),
+            rng.choice([rng.uniform(0, 1e6), 0.1, 3.0, 1e-7, 1e22, 2.0**60, 12345678901234567.0]),
             rng.randrange(0, 50),
         )
         for _ in range(400)
     ]
     for subset in (cells, cells[:1], []):
-        assert shape.series_json(subset, granularity, tz) == json.dumps(
-            shape.series(subset, granularity, tz)
-        )
+        body = shape.series_json(subset, granularity, tz)
+        expected = shape.series(subset, granularity, tz)
+        assert json.loads(body) == expected  # every float parses back to the same double
+        assert body == orjson.dumps(expected)
+
+
+def test_series_json_writes_a_non_finite_value_as_null() -> None:
+    """Standard JSON has no Infinity/NaN (json.dumps wrote them; orjson writes null)."""
+    cell = Cell(utc(2026, 2, 20), "hourly", "cost", "counter", "default", "", float("inf"), 1)
+    [entry] = json.loads(shape.series_json([cell], "hour", UTC))
+    assert entry["data"][0]["value"] is None and entry["total_value"] is None
 
 
 async def test_a_remembered_plan_ends_where_retention_reaches_it(h: Harness) -> None:

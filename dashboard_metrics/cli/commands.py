@@ -177,8 +177,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
         report = generate(source, settings.effective_source_schema, options, utcnow(), bar)
     except (IntegrityError, psycopg.IntegrityError):
         # One transaction: nothing was written. Same seed, same ids: this data is there.
-        if bar.done < bar.total:
-            print(file=sys.stderr)  # end the progress bar's line
+        bar.close()  # end the progress bar's line
         print(
             f"source data for --seed {args.seed} is already there; nothing written "
             "(--clean regenerates it, another --seed adds more)"
