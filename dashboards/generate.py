@@ -37,21 +37,21 @@ DASHBOARDS: dict[str, Callable[[], md.Dashboard]] = {
 }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Sequences indented under their key; multi-line strings (the dashboards' JSON in the
-    ConfigMaps) as block literals."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+def _str(dumper: yaml.representer.BaseRepresenter, text: Any) -> yaml.Node:
     return dumper.represent_scalar(
         "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
     )
 
 
-_Dumper.add_representer(str, _str)
+class _Dumper(yaml.SafeDumper):
+    """Sequences indented under their key; multi-line strings (the dashboards' JSON in the
+    ConfigMaps) as block literals."""
+
+    # Declared here rather than with add_representer at import time.
+    yaml_representers = {**yaml.SafeDumper.yaml_representers, str: _str}
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def _comment(header: str) -> str:
