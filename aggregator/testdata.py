@@ -1,6 +1,6 @@
 """`generate-test-data`: Unstract-shaped source rows, deterministic for a seed.
 
-Unlike the anchor's generator, page_usage rows carry the organization's string id and their
+Unlike Unstract's generator, page_usage rows carry the organization's string id and their
 file execution's id as run_id, so every metric sees them.
 """
 

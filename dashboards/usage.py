@@ -1,4 +1,4 @@
-"""Usage overview: the anchor's frontend (summary cards, trend chart, breakdown, table) in Grafana.
+"""Usage overview: Unstract's frontend (summary cards, trend chart, breakdown, table) in Grafana.
 
 One panel per catalogue entry in each section, so a new metric appears without editing this file.
 """

@@ -77,7 +77,7 @@ def test_late_status_change_lands_in_the_creation_hour(h: Harness) -> None:
     execution = org.execution(created)
     file_id = org.file(execution, created, status="EXECUTING")
     h.aggregator.tick()
-    h.clock.advance(days=9)  # the anchor's 7-day reconcile window is long gone
+    h.clock.advance(days=9)  # Unstract's 7-day reconcile window is long gone
     with h.source.begin() as conn:
         conn.execute(
             update(st.workflow_file_execution)

@@ -1,5 +1,5 @@
 """Validation on every endpoint (400 naming the parameter), response shapes equal to the
-anchor's, source-table endpoints against naive computations, and a rollup database outage."""
+Unstract's, source-table endpoints against naive computations, and a rollup database outage."""
 
 from __future__ import annotations
 
@@ -208,7 +208,7 @@ def conforms(value: Any, shape: Any, where: str) -> None:
         assert isinstance(value, shape) and not (shape is int and isinstance(value, bool)), where
 
 
-async def test_response_shapes_are_the_anchors(h: Harness) -> None:
+async def test_response_shapes_are_unstracts(h: Harness) -> None:
     org = seed(h, events=20)[0].string_id
     async with client(h) as c:
         for path, shape in SHAPES.items():

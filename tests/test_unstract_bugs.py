@@ -1,6 +1,6 @@
-"""One test per aggregation/backfill bug of the anchor (reference section 8).
+"""One test per aggregation/backfill bug of Unstract's module (reference section 8).
 
-Each asserts the behaviour the anchor gets wrong; the comment says what the anchor would produce.
+Each asserts the behaviour Unstract's module gets wrong; the comment says what it would produce.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_bug1_metric_count_is_the_event_count(h: Harness) -> None:
     org.usage(utc(2026, 3, 11, 9, 0), cost=0.01)
     org.usage(utc(2026, 3, 11, 10, 0), cost=0.01)
     h.aggregator.tick()
-    # The anchor stores 1 per hourly and daily row, and "days with data" per month.
+    # Unstract's module stores 1 per hourly and daily row, and "days with data" per month.
     assert h.tier_rows("hourly")[(org.string_id, utc(2026, 3, 10, 9), "llm_calls")][1] == 3
     assert h.tier_rows("daily")[(org.string_id, utc(2026, 3, 11).date(), "llm_calls")][1] == 2
     assert h.tier_rows("monthly")[(org.string_id, utc(2026, 3, 1).date(), "llm_usage")][1] == 5
@@ -34,7 +34,7 @@ def test_bug2_files_completing_long_after_creation_are_counted(h: Harness) -> No
     created = h.clock() - timedelta(days=12)
     file_id = org.file(org.execution(created), created, status="EXECUTING")
     h.aggregator.tick()
-    with h.source.begin() as conn:  # completes 12 days later: beyond the anchor's 7-day window
+    with h.source.begin() as conn:  # completes 12 days later: beyond Unstract's 7-day window
         conn.execute(
             update(st.workflow_file_execution)
             .where(st.workflow_file_execution.c.id == file_id)
@@ -62,7 +62,7 @@ def test_bug6_backfill_never_writes_a_partial_month_over_a_full_one(h: Harness) 
     h.backfill(days=60)
     h.backfill(days=20)  # window starts 2026-02-23
     value, count, _ = h.tier_rows("monthly")[(org.string_id, utc(2026, 2, 1).date(), "llm_usage")]
-    assert (value, count) == (3.0, 2)  # the anchor writes 2.0 / 1 (the window's part only)
+    assert (value, count) == (3.0, 2)  # Unstract's module writes 2.0 / 1 (the window's part only)
     h.assert_matches_oracle()
 
 
@@ -80,7 +80,7 @@ def test_bug9_no_rows_for_metrics_without_events(h: Harness) -> None:
     org.usage(h.clock() - timedelta(hours=1), reason="extraction")
     h.aggregator.tick()
     names = {k[2] for k in h.tier_rows("hourly")}
-    # The anchor writes zero rows for challenges and summarization_calls here.
+    # Unstract's module writes zero rows for challenges and summarization_calls here.
     assert names == {"llm_calls", "llm_usage", "llm_tokens"}
     for tier in ("hourly", "daily", "monthly"):
         assert all(count > 0 for _, count, _ in h.tier_rows(tier).values())
