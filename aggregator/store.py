@@ -201,15 +201,6 @@ def delete_keys(conn: Connection, tier: Tier, keys: Iterable[RowKey]) -> int:
     return len(keys)
 
 
-def delete_periods(
-    conn: Connection, tier: Tier, ranges: PeriodRanges, organization_id: str | None = None
-) -> int:
-    statement = delete(tier.table).where(period_filter(tier, ranges))
-    if organization_id is not None:
-        statement = statement.where(tier.table.c.organization_id == organization_id)
-    return conn.execute(statement).rowcount or 0
-
-
 def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> set[RowKey]:
     """Make the stored rows for the keys of ``old`` and ``new`` equal ``new``: write what changed
     and delete what vanished (a bucket with no events has no row). Returns the keys written."""

@@ -23,10 +23,6 @@ def hour_start(value: datetime) -> datetime:
     return as_utc(value).replace(minute=0, second=0, microsecond=0)
 
 
-def day_of(value: datetime) -> date:
-    return as_utc(value).date()
-
-
 def month_of(value: date | datetime) -> date:
     if isinstance(value, datetime):
         value = as_utc(value).date()
@@ -55,14 +51,6 @@ def days_between(start: date, end: date) -> Iterator[date]:
     while current < end:
         yield current
         current += DAY
-
-
-def months_between(start: date, end: date) -> Iterator[date]:
-    """Month starts m with month_of(start) <= m < end."""
-    current = month_of(start)
-    while current < end:
-        yield current
-        current = next_month(current)
 
 
 def merge_ranges(starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
