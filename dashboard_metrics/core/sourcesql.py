@@ -7,7 +7,7 @@ organizations and every bucket of the requested ranges at once (conditional aggr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from operator import sub
 from typing import Any
 
@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
 from dashboard_metrics.core.schema import Granularity
+from dashboard_metrics.core.timeutil import as_utc_or_none
 from dashboard_metrics.core.values import Agg, Rollup, RowKey
 
 TimeRanges = Sequence[tuple[datetime, datetime]]
@@ -52,8 +53,8 @@ def bucket_expr(
 
 
 def parse_bucket(raw: Any, granularity: Granularity) -> datetime | date:
-    value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    value = as_utc_or_none(raw)
+    assert value is not None, "a bucket start is never NULL"
     return value if granularity is Granularity.HOUR else value.date()
 
 
@@ -252,12 +253,3 @@ def compute(
     ):
         result[RowKey(org, period, name)] = Agg(value, count, buckets)
     return result
-
-
-def as_utc_or_none(value: Any) -> datetime | None:
-    """A timestamp as the database returns it (SQLite: text or naive) in aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 Clock = Callable[[], datetime]
 
@@ -16,7 +17,15 @@ def utcnow() -> datetime:
 
 
 def as_utc(value: datetime) -> datetime:
+    """``value`` in aware UTC: a naive value is taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def as_utc_or_none(value: Any) -> datetime | None:
+    """A timestamp as a database returns it (SQLite: ISO text or naive) in aware UTC."""
+    if value is None:
+        return None
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def hour_start(value: datetime) -> datetime:
