@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -16,9 +16,7 @@ from sqlalchemy import (
     column,
     delete,
     exists,
-    false,
     func,
-    or_,
     select,
     table,
     text,
@@ -28,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core.catalogue import METRICS
-from dashboard_metrics.core.schema import Granularity, Tier
+from dashboard_metrics.core.schema import Granularity, Ranges, Tier, in_ranges
 from dashboard_metrics.core.upsert import BATCH_SIZE, upsert_rows
 from dashboard_metrics.core.values import (
     DEFAULT_PROJECT,
@@ -39,16 +37,9 @@ from dashboard_metrics.core.values import (
     parse_buckets,
 )
 
-PeriodRanges = Sequence[tuple[Any, Any]]
 # (organization, period, metric_name, value, event count, per-bucket counts or None); the
 # project and tag are the defaults (sourcesql.RawRow).
 PlainRow = tuple[str, Any, str, float, int, tuple[int, ...] | None]
-
-
-def period_filter(tier: Tier, ranges: PeriodRanges) -> Any:
-    if not ranges:
-        return false()
-    return or_(*(and_(tier.period >= start, tier.period < end) for start, end in ranges))
 
 
 def _period(tier: Tier, value: Any) -> datetime | date:
@@ -64,7 +55,7 @@ _MAX_ORG_FILTER = 1000
 def read(
     conn: Connection,
     tier: Tier,
-    ranges: PeriodRanges,
+    ranges: Ranges,
     organization_id: str | None = None,
     organizations: Collection[str] | None = None,
 ) -> Rollup:
@@ -78,7 +69,7 @@ def read(
         table.c.metric_value,
         table.c.metric_count,
         table.c.buckets,
-    ).where(period_filter(tier, ranges))
+    ).where(in_ranges(tier.period, ranges))
     if organization_id is not None:
         query = query.where(table.c.organization_id == organization_id)
     if organizations is not None and len(organizations) <= _MAX_ORG_FILTER:
@@ -108,7 +99,7 @@ def sums(
     conn: Connection,
     lower: Tier,
     upper: Tier,
-    ranges: PeriodRanges,
+    ranges: Ranges,
     organizations: Collection[str] | None = None,
 ) -> Rollup:
     """``upper``'s rows as the sums of ``lower``'s stored rows within ``ranges`` (of
@@ -118,7 +109,7 @@ def sums(
     dialect = conn.dialect.name
     bucket = _upper_bucket(lower, upper, dialect).label("bucket")
     keys = [table.c.organization_id, bucket, table.c.metric_name, table.c.project, table.c.tag]
-    scope = [period_filter(lower, ranges)]
+    scope = [in_ranges(lower.period, ranges)]
     if organizations is not None:
         scope.append(table.c.organization_id.in_(sorted(organizations)))
     totals = select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
@@ -258,7 +249,7 @@ def _copy_rows(
 def replace(
     conn: Connection,
     tier: Tier,
-    ranges: PeriodRanges,
+    ranges: Ranges,
     rows: Iterable[PlainRow],
     stamp: datetime,
     organization_id: str | None = None,
@@ -275,7 +266,7 @@ def replace(
     names = ", ".join(preparer.quote(c) for c in columns)
     target = preparer.format_table(tier.table)
     stage = f"dm_stage_{tier.table.name}"
-    scope = [period_filter(tier, ranges)]
+    scope = [in_ranges(tier.period, ranges)]
     if organization_id is not None:
         scope.append(tier.table.c.organization_id == organization_id)
     if not conn.execute(select(exists().where(*scope))).scalar():

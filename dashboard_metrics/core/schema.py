@@ -5,6 +5,7 @@ import this module."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Date,
     Float,
     Index,
@@ -20,6 +22,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    false,
+    or_,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -98,6 +103,17 @@ HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)
 DAILY = Tier("daily", event_metrics_daily, "date", Granularity.DAY)
 MONTHLY = Tier("monthly", event_metrics_monthly, "month", Granularity.MONTH)
 TIERS = {tier.name: tier for tier in (HOURLY, DAILY, MONTHLY)}
+
+Ranges = Sequence[tuple[Any, Any]]
+
+
+def in_ranges(column: ColumnElement[Any], ranges: Ranges) -> ColumnElement[bool]:
+    """SQL: ``column`` lies in one of the half-open ``ranges`` [start, end) (none: false). For
+    a tier's periods and for source timestamps alike."""
+    if not ranges:
+        return false()
+    return or_(*(and_(column >= start, column < end) for start, end in ranges))
+
 
 # Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
 TOTALS_VERSION = "metric_totals_version"

@@ -19,7 +19,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    false,
     func,
     literal,
     or_,
@@ -30,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
-from dashboard_metrics.core.schema import Granularity
+from dashboard_metrics.core.schema import Granularity, in_ranges
 from dashboard_metrics.core.timeutil import as_utc_or_none
 from dashboard_metrics.core.values import Agg, Rollup, RowKey
 
@@ -56,12 +55,6 @@ def parse_bucket(raw: Any, granularity: Granularity) -> datetime | date:
     value = as_utc_or_none(raw)
     assert value is not None, "a bucket start is never NULL"
     return value if granularity is Granularity.HOUR else value.date()
-
-
-def in_ranges(column: ColumnElement[Any], ranges: TimeRanges) -> ColumnElement[bool]:
-    if not ranges:
-        return false()
-    return or_(*(and_(column >= start, column < end) for start, end in ranges))
 
 
 def file_id_matches_run_id(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.catalogue import METRICS
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier, in_ranges
 from dashboard_metrics.core.timeutil import day_start
 from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from dashboard_metrics.exporter.api.params import MetricFilter
@@ -49,17 +49,15 @@ def _read(
     if not ranges:
         return []
     table = tier.table
-    period = tier.period
-    in_ranges = or_(*(and_(period >= lo, period < hi) for lo, hi in ranges))
     query = select(
-        period,
+        tier.period,
         table.c.metric_name,
         table.c.metric_type,
         table.c.project,
         table.c.tag,
         table.c.metric_value,
         table.c.metric_count,
-    ).where(*_filters(tier, org, flt), in_ranges)
+    ).where(*_filters(tier, org, flt), in_ranges(tier.period, ranges))
     out = []
     days: dict[Any, datetime] = {}
     for start, name, kind, project, tag, value, count in conn.execute(query).all():
