@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 Clock = Callable[[], datetime]
 
@@ -62,12 +62,31 @@ def days_between(start: date, end: date) -> Iterator[date]:
         current += DAY
 
 
-def merge_ranges(starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
-    """Collapse sorted bucket starts of equal width into contiguous [start, end) ranges."""
+_T = TypeVar("_T", bound=date)  # dates and datetimes
+
+
+def add_range(ranges: list[tuple[_T, _T]], start: _T, end: _T) -> None:
+    """Append [start, end) to ``ranges`` (ordered, ending at or before ``start``), merged into
+    the last range when it ends where this one starts. An empty range adds nothing."""
+    if start >= end:
+        return
+    if ranges and ranges[-1][1] == start:
+        ranges[-1] = (ranges[-1][0], end)
+    else:
+        ranges.append((start, end))
+
+
+def merge_ranges(starts: Iterable[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Collapse bucket starts of equal width into contiguous [start, end) ranges."""
     ranges: list[tuple[datetime, datetime]] = []
     for start in sorted(set(starts)):
-        if ranges and ranges[-1][1] == start:
-            ranges[-1] = (ranges[-1][0], start + width)
-        else:
-            ranges.append((start, start + width))
+        add_range(ranges, start, start + width)
+    return ranges
+
+
+def month_ranges(months: Iterable[date]) -> list[tuple[date, date]]:
+    """Collapse month starts into contiguous [start, end) ranges."""
+    ranges: list[tuple[date, date]] = []
+    for month in sorted(set(months)):
+        add_range(ranges, month, next_month(month))
     return ranges
