@@ -23,7 +23,7 @@ from dashboard_metrics.core import sourcesql, state
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
-from dashboard_metrics.core.values import Agg, RowKey
+from dashboard_metrics.core.values import RawRow, RowSums, as_rollup
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -57,7 +57,7 @@ class BackfillReport:
     dry_run: bool = False
 
 
-def _read_hours(source: Connection, day: date, org: str | None) -> list[sourcesql.RawRow]:
+def _read_hours(source: Connection, day: date, org: str | None) -> list[RawRow]:
     span = (day_start(day), day_start(day + DAY))
     return list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
 
@@ -66,31 +66,6 @@ def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
     start = day_start(day)
     hours = (start + timedelta(hours=h) for h in range(24))
     return {hour for hour in hours if coverage.hour_retained(hour)}
-
-
-class _Totals:
-    """Sums of raw rows per (organization, metric): a day or a month of hours. Mutable lists, not
-    Agg objects, because backfill adds up millions of rows."""
-
-    def __init__(self) -> None:
-        self.sums: dict[tuple[str, str], list[Any]] = {}
-
-    def add(self, row: sourcesql.RawRow) -> None:
-        org, _, name, value, count, buckets = row
-        acc = self.sums.get((org, name))
-        if acc is None:
-            self.sums[(org, name)] = [value, count, None if buckets is None else list(buckets)]
-            return
-        acc[0] += value
-        acc[1] += count
-        if buckets is not None:
-            acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
-
-    def rows(self, period: date) -> list[sourcesql.RawRow]:
-        return [
-            (org, period, name, value, count, None if buckets is None else tuple(buckets))
-            for (org, name), (value, count, buckets) in self.sums.items()
-        ]
 
 
 def _reaches(floor: Any, start: Any, end: Any) -> bool:
@@ -156,14 +131,14 @@ class Backfill:
         conn: Connection,
         tier: Tier,
         ranges: list[tuple[object, object]],
-        new: list[sourcesql.RawRow],
+        new: list[RawRow],
         stamp: datetime,
         report: TierReport,
     ) -> int:
         report.rows += len(new)
         if self.options.dry_run:
             old = store.read(conn, tier, ranges, self.options.organization_id)
-            rows = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in new}
+            rows = as_rollup(new)
             changed = sum(1 for k, v in rows.items() if old.get(k) != v)
             gone = sum(1 for k in old if k not in rows)
             report.written += changed + gone
@@ -213,7 +188,7 @@ class Backfill:
                 now, agg.settings.hourly_retention_days, agg.settings.daily_retention_days
             )
             written = 0
-            month_total = _Totals()
+            month_total = RowSums()
             with (
                 source_snapshot(agg.source) as source,
                 # The next day's source read overlaps this day's rollup writes. One worker: the
@@ -226,7 +201,7 @@ class Backfill:
                     hours = pending.result()
                     if index + 1 < len(days):
                         pending = reader.submit(_read_hours, source, days[index + 1], org)
-                    day_total = _Totals()
+                    day_total = RowSums()
                     for row in hours:
                         day_total.add(row)
                     day_rows = day_total.rows(day)

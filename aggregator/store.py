@@ -32,14 +32,13 @@ from dashboard_metrics.core.values import (
     DEFAULT_PROJECT,
     DEFAULT_TAG,
     Agg,
+    RawRow,
     Rollup,
     RowKey,
+    as_rollup,
+    dump_buckets,
     parse_buckets,
 )
-
-# (organization, period, metric_name, value, event count, per-bucket counts or None); the
-# project and tag are the defaults (sourcesql.RawRow).
-PlainRow = tuple[str, Any, str, float, int, tuple[int, ...] | None]
 
 
 def _period(tier: Tier, value: Any) -> datetime | date:
@@ -154,7 +153,7 @@ def _row(tier: Tier, key: RowKey, agg: Agg, stamp: datetime) -> dict[str, Any]:
         "metric_type": METRICS[key.metric_name].type.value,
         "metric_value": agg.value,
         "metric_count": agg.count,
-        "buckets": agg.buckets_json(),
+        "buckets": dump_buckets(agg.buckets),
         "project": key.project,
         "tag": key.tag,
         "created_at": stamp,
@@ -217,16 +216,11 @@ _STAGE_COLUMNS = (
 )
 
 
-def _buckets_text(buckets: tuple[int, ...] | None) -> str | None:
-    # The same text as Agg.buckets_json (json.dumps of a list of ints), without json's overhead.
-    return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
-
-
 def _copy_rows(
     conn: Connection,
     target: str,
     names: str,
-    rows: Iterable[PlainRow],
+    rows: Iterable[RawRow],
     stamp: datetime | None,
 ) -> int:
     """COPY rows (with created_at and modified_at = ``stamp`` when given); returns their number."""
@@ -239,7 +233,7 @@ def _copy_rows(
     with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
         for org, period, name, value, count, buckets in rows:
             if count > 0:  # merge deletes a key whose new count is not positive
-                text_buckets = _buckets_text(buckets)
+                text_buckets = dump_buckets(buckets)
                 values = (org, period, name, kinds[name], value, count, text_buckets, project, tag)
                 copy.write_row((*values, *extra))
                 copied += 1
@@ -250,7 +244,7 @@ def replace(
     conn: Connection,
     tier: Tier,
     ranges: Ranges,
-    rows: Iterable[PlainRow],
+    rows: Iterable[RawRow],
     stamp: datetime,
     organization_id: str | None = None,
 ) -> int:
@@ -259,7 +253,7 @@ def replace(
     the rows are COPYed into a temporary table and merged there. Returns rows written."""
     if conn.dialect.name != "postgresql":
         old = read(conn, tier, ranges, organization_id)
-        new = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in rows}
+        new = as_rollup(rows)
         return len(merge(conn, tier, old, new, stamp))
     preparer = conn.dialect.identifier_preparer
     columns = [c.format(period=tier.period_column) for c in _STAGE_COLUMNS]

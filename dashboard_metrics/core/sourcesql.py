@@ -31,7 +31,7 @@ from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
 from dashboard_metrics.core.schema import Granularity, in_ranges
 from dashboard_metrics.core.timeutil import as_utc_or_none
-from dashboard_metrics.core.values import Agg, Rollup, RowKey
+from dashboard_metrics.core.values import RawRow, Rollup, as_rollup
 
 TimeRanges = Sequence[tuple[datetime, datetime]]
 
@@ -165,10 +165,6 @@ def group_query(
     return select(*columns).select_from(from_clause).where(*where).group_by(columns[0], columns[1])
 
 
-# (organization, bucket, metric_name, value, event count, per-bucket counts or None)
-RawRow = tuple[str, datetime | date, str, float, int, tuple[int, ...] | None]
-
-
 def _layout(metrics: Sequence[Metric]) -> list[tuple[Metric, int, int, int]]:
     """Per metric: positions of its count, value and first bucket column in a group_query row."""
     layout = []
@@ -240,9 +236,4 @@ def compute(
     metric_names: Sequence[str] | None = None,
 ) -> Rollup:
     """Every catalogue metric per organization and bucket over the given time ranges."""
-    result: Rollup = {}
-    for org, period, name, value, count, buckets in compute_rows(
-        conn, granularity, ranges, organization_id, metric_names
-    ):
-        result[RowKey(org, period, name)] = Agg(value, count, buckets)
-    return result
+    return as_rollup(compute_rows(conn, granularity, ranges, organization_id, metric_names))
