@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import sourcesql
@@ -30,8 +30,8 @@ class Cell(NamedTuple):
     events: int  # metric_count: the number of source events
 
 
-def _filters(tier: Tier, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
-    table = tier.table
+def filters(table: Table, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
+    """The rows of ``table`` (a rollup tier) of ``org`` that ``flt`` selects."""
     where = [table.c.organization_id == org]
     for column, value in zip(("metric_name", "project", "tag"), flt.parts(), strict=True):
         if value is not None:
@@ -57,7 +57,7 @@ def _read(
         table.c.tag,
         table.c.metric_value,
         table.c.metric_count,
-    ).where(*_filters(tier, org, flt), in_ranges(tier.period, ranges))
+    ).where(*filters(table, org, flt), in_ranges(tier.period, ranges))
     out = []
     days: dict[Any, datetime] = {}
     for start, name, kind, project, tag, value, count in conn.execute(query).all():
@@ -88,20 +88,21 @@ def source_metrics(flt: MetricFilter) -> list[str]:
     return sorted(METRICS) if metric is None else [metric]
 
 
-def read_live(
-    conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
+def live_cells(
+    conn: Connection,
+    org: str,
+    names: list[str],
+    ranges: list[tuple[datetime, datetime]],
+    tier: str,
 ) -> list[Cell]:
-    """Hours computed from the source tables (edges the hourly tier no longer holds)."""
-    names = source_metrics(flt)
-    if not names:
-        return []
+    """The hours of ``names`` computed from the source tables, labelled ``tier``."""
     rows = sourcesql.compute(
         conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
     )
     return [
         Cell(
             as_datetime(key.period),
-            "hourly",
+            tier,
             key.metric_name,
             METRICS[key.metric_name].type.value,
             key.project,
@@ -111,6 +112,14 @@ def read_live(
         )
         for key, agg in rows.items()
     ]
+
+
+def read_live(
+    conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
+) -> list[Cell]:
+    """Hours computed from the source tables (edges the hourly tier no longer holds)."""
+    names = source_metrics(flt)
+    return live_cells(conn, org, names, ranges, "hourly") if names else []
 
 
 def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: Plan) -> list[Cell]:
