@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.schema import Granularity, Ranges, Tier, in_ranges
+from dashboard_metrics.core.timeutil import as_period
 from dashboard_metrics.core.upsert import BATCH_SIZE, upsert_rows
 from dashboard_metrics.core.values import (
     DEFAULT_PROJECT,
@@ -39,13 +40,6 @@ from dashboard_metrics.core.values import (
     dump_buckets,
     parse_buckets,
 )
-
-
-def _period(tier: Tier, value: Any) -> datetime | date:
-    if isinstance(value, str):  # SQLite dates come back as text in aggregate queries
-        return date.fromisoformat(value)
-    return value
-
 
 # Above this many organizations a read takes the whole period range and keeps what it needs.
 _MAX_ORG_FILTER = 1000
@@ -77,7 +71,7 @@ def read(
     for org, period, name, project, tag, value, count, buckets in conn.execute(query):
         if organizations is not None and org not in organizations:
             continue
-        key = RowKey(org, _period(tier, period), name, project, tag)
+        key = RowKey(org, as_period(period), name, project, tag)
         rollup[key] = Agg(float(value), int(count), parse_buckets(buckets))
     return rollup
 
@@ -134,11 +128,11 @@ def sums(
     )
     counts: dict[RowKey, dict[int, int]] = {}
     for row in conn.execute(per_slot):
-        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
         counts.setdefault(key, {})[int(row[5])] = int(row[6])
     rollup: Rollup = {}
     for row in conn.execute(totals.where(*scope).group_by(*keys)):
-        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
         slots_of = counts.get(key)
         buckets = None if slots_of is None else tuple(slots_of[i] for i in range(len(slots_of)))
         rollup[key] = Agg(float(row[5]), int(row[6]), buckets)

@@ -28,6 +28,11 @@ def as_utc_or_none(value: Any) -> datetime | None:
     return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
+def as_period(value: Any) -> datetime | date:
+    """A rollup period as a database returns it: SQLite gives dates as text in aggregates."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def hour_start(value: datetime) -> datetime:
     return as_utc(value).replace(minute=0, second=0, microsecond=0)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Table, select
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier, in_ranges
-from dashboard_metrics.core.timeutil import day_start
+from dashboard_metrics.core.timeutil import as_period, day_start
 from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from dashboard_metrics.exporter.api.params import MetricFilter
 from dashboard_metrics.exporter.api.plan import Plan
@@ -64,13 +64,9 @@ def _read(
         if isinstance(start, datetime):
             when = start
         else:
-            when = days.get(start) or days.setdefault(start, day_start(_as_date(start)))
+            when = days.get(start) or days.setdefault(start, day_start(as_period(start)))
         out.append(Cell(when, tier.name, name, kind, project, tag, float(value), int(count)))
     return out
-
-
-def _as_date(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def read_hours(
