@@ -1,5 +1,6 @@
-"""live-summary/ and live-series/: computed from the source tables, set-based
-(aggregator.sourcesql), one query per source group under the source engine's statement timeout.
+"""live-summary/ and live-series/: computed from the source tables, set-based (core.sourcesql
+through rollups.live_cells), one query per source group under the source engine's statement
+timeout.
 
 Hours are computed in SQL and bucketed here, so the time zone rules match the rollup endpoints.
 A group that fails (timeout, lock) marks its metrics unavailable instead of failing the request.
