@@ -8,7 +8,7 @@ always a whole month (the part of the month outside the window is read from the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -23,7 +23,7 @@ from dashboard_metrics.core import sourcesql, state
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
-from dashboard_metrics.core.values import Agg, RowKey
+from dashboard_metrics.core.values import Agg, RawRow, RowKey, RowSums, as_rollup
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -57,20 +57,20 @@ class BackfillReport:
     dry_run: bool = False
 
 
-def _read_hours(source: Connection, day: date, org: str | None) -> list[sourcesql.RawRow]:
+def _read_hours(source: Connection, day: date, org: str | None) -> list[RawRow]:
     span = (day_start(day), day_start(day + DAY))
     return list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
 
 
 def _read_months(
     source: Connection, ranges: list[tuple[date, date]], org: str | None
-) -> list[sourcesql.RawRow]:
+) -> list[RawRow]:
     return list(sourcesql.compute_rows(source, Granularity.MONTH, as_time_ranges(ranges), org))
 
 
 def _prefetched(
     reader: ThreadPoolExecutor, source: Connection, days: list[date], org: str | None
-) -> Iterator[tuple[date, list[sourcesql.RawRow]]]:
+) -> Iterator[tuple[date, list[RawRow]]]:
     """Each day with its source hours; the next day's read runs while the caller writes this
     one's rows."""
     pending = reader.submit(_read_hours, source, days[0], org)
@@ -91,8 +91,8 @@ def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
 
 
 def retained_hours(
-    coverage: Coverage, day: date, hours: list[sourcesql.RawRow]
-) -> tuple[tuple[datetime, datetime], list[sourcesql.RawRow]] | None:
+    coverage: Coverage, day: date, hours: list[RawRow]
+) -> tuple[tuple[datetime, datetime], list[RawRow]] | None:
     """The part of ``day`` the hourly tier keeps, with its rows; None when it keeps none."""
     start, end = max(day_start(day), coverage.hourly_from), day_start(day + DAY)
     if start >= end:
@@ -106,40 +106,11 @@ def outside_days(month: date, days: list[date]) -> list[tuple[date, date]]:
     return day_ranges(d for d in days_between(month, next_month(month)) if d not in days)
 
 
-def changed_rows(old: dict[RowKey, Agg], new: list[sourcesql.RawRow]) -> int:
+def changed_rows(old: dict[RowKey, Agg], new: list[RawRow]) -> int:
     """Rows that replacing ``old`` by ``new`` would insert, update or delete."""
-    rows = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in new}
+    rows = as_rollup(new)
     changed = sum(1 for k, v in rows.items() if old.get(k) != v)
     return changed + sum(1 for k in old if k not in rows)
-
-
-class _Totals:
-    """Sums of raw rows per (organization, metric): a day or a month of hours. Mutable lists, not
-    Agg objects, because backfill adds up millions of rows."""
-
-    def __init__(self) -> None:
-        self.sums: dict[tuple[str, str], list[Any]] = {}
-
-    def add(self, row: sourcesql.RawRow) -> None:
-        org, _, name, value, count, buckets = row
-        acc = self.sums.get((org, name))
-        if acc is None:
-            self.sums[(org, name)] = [value, count, None if buckets is None else list(buckets)]
-            return
-        acc[0] += value
-        acc[1] += count
-        if buckets is not None:
-            acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
-
-    def add_all(self, rows: Iterable[sourcesql.RawRow]) -> None:
-        for row in rows:
-            self.add(row)
-
-    def rows(self, period: date) -> list[sourcesql.RawRow]:
-        return [
-            (org, period, name, value, count, None if buckets is None else tuple(buckets))
-            for (org, name), (value, count, buckets) in self.sums.items()
-        ]
 
 
 def _reaches(floor: Any, start: Any, end: Any) -> bool:
@@ -248,7 +219,7 @@ class Backfill:
         conn: Connection,
         tier: Tier,
         ranges: list[tuple[object, object]],
-        new: list[sourcesql.RawRow],
+        new: list[RawRow],
         stamp: datetime,
         report: TierReport,
     ) -> int:
@@ -297,7 +268,7 @@ class Backfill:
         """Read, sum and write the window's hours and days, then the whole month."""
         org = self.options.organization_id
         written = 0
-        month_total = _Totals()
+        month_total = RowSums()
         with (
             source_snapshot(self.aggregator.source) as source,
             # The next day's source read overlaps this day's rollup writes. One worker: the
@@ -305,7 +276,7 @@ class Backfill:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as reader,
         ):
             for day, hours in _prefetched(reader, source, days, org):
-                day_total = _Totals()
+                day_total = RowSums()
                 day_total.add_all(hours)
                 day_rows = day_total.rows(day)
                 month_total.add_all(day_rows)  # a month is the sum of its days
@@ -331,8 +302,8 @@ class Backfill:
         now: datetime,
         coverage: Coverage,
         day: date,
-        hours: list[sourcesql.RawRow],
-        day_rows: list[sourcesql.RawRow],
+        hours: list[RawRow],
+        day_rows: list[RawRow],
         report: BackfillReport,
     ) -> int:
         """A day's hourly rows (where the hourly tier keeps them) and its daily row."""

@@ -37,12 +37,8 @@ from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core import state
 from dashboard_metrics.core.catalogue import change_columns
 from dashboard_metrics.core.schema import Granularity, source_attribution
-from dashboard_metrics.core.sourcesql import (
-    as_utc_or_none,
-    bucket_expr,
-    file_id_matches_run_id,
-    parse_bucket,
-)
+from dashboard_metrics.core.sourcesql import bucket_expr, file_id_matches_run_id, parse_bucket
+from dashboard_metrics.core.timeutil import as_utc_or_none
 from dashboard_metrics.core.upsert import upsert_rows
 
 Fingerprints = dict[str, list[str]]  # hour (ISO) -> [count, newest change, sum of change times]

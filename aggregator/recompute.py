@@ -23,7 +23,14 @@ from dashboard_metrics.aggregator import store
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Tier
-from dashboard_metrics.core.timeutil import DAY, HOUR, day_start, merge_ranges, month_of, next_month
+from dashboard_metrics.core.timeutil import (
+    DAY,
+    HOUR,
+    day_start,
+    merge_ranges,
+    month_of,
+    month_ranges,
+)
 from dashboard_metrics.core.values import RowKey, as_datetime
 
 
@@ -77,16 +84,6 @@ class Written:
 
 def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
     return [(a.date(), b.date()) for a, b in merge_ranges([day_start(d) for d in days], DAY)]
-
-
-def month_ranges(months: Iterable[date]) -> list[tuple[date, date]]:
-    ranges: list[tuple[date, date]] = []
-    for month in sorted(set(months)):
-        if ranges and ranges[-1][1] == month:
-            ranges[-1] = (ranges[-1][0], next_month(month))
-        else:
-            ranges.append((month, next_month(month)))
-    return ranges
 
 
 def as_time_ranges(ranges: list[tuple[date, date]]) -> list[tuple[datetime, datetime]]:

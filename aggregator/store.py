@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from datetime import date, datetime
+from collections.abc import Collection, Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -16,9 +16,7 @@ from sqlalchemy import (
     column,
     delete,
     exists,
-    false,
     func,
-    or_,
     select,
     table,
     text,
@@ -28,34 +26,20 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core.catalogue import METRICS
-from dashboard_metrics.core.schema import Granularity, Tier
+from dashboard_metrics.core.schema import Granularity, Ranges, Tier, in_ranges
+from dashboard_metrics.core.timeutil import as_period
 from dashboard_metrics.core.upsert import BATCH_SIZE, upsert_rows
 from dashboard_metrics.core.values import (
     DEFAULT_PROJECT,
     DEFAULT_TAG,
     Agg,
+    RawRow,
     Rollup,
     RowKey,
+    as_rollup,
+    dump_buckets,
     parse_buckets,
 )
-
-PeriodRanges = Sequence[tuple[Any, Any]]
-# (organization, period, metric_name, value, event count, per-bucket counts or None); the
-# project and tag are the defaults (sourcesql.RawRow).
-PlainRow = tuple[str, Any, str, float, int, tuple[int, ...] | None]
-
-
-def period_filter(tier: Tier, ranges: PeriodRanges) -> Any:
-    if not ranges:
-        return false()
-    return or_(*(and_(tier.period >= start, tier.period < end) for start, end in ranges))
-
-
-def _period(tier: Tier, value: Any) -> datetime | date:
-    if isinstance(value, str):  # SQLite dates come back as text in aggregate queries
-        return date.fromisoformat(value)
-    return value
-
 
 # Above this many organizations a read takes the whole period range and keeps what it needs.
 _MAX_ORG_FILTER = 1000
@@ -64,7 +48,7 @@ _MAX_ORG_FILTER = 1000
 def read(
     conn: Connection,
     tier: Tier,
-    ranges: PeriodRanges,
+    ranges: Ranges,
     organization_id: str | None = None,
     organizations: Collection[str] | None = None,
 ) -> Rollup:
@@ -78,7 +62,7 @@ def read(
         table.c.metric_value,
         table.c.metric_count,
         table.c.buckets,
-    ).where(period_filter(tier, ranges))
+    ).where(in_ranges(tier.period, ranges))
     if organization_id is not None:
         query = query.where(table.c.organization_id == organization_id)
     if organizations is not None and len(organizations) <= _MAX_ORG_FILTER:
@@ -87,7 +71,7 @@ def read(
     for org, period, name, project, tag, value, count, buckets in conn.execute(query):
         if organizations is not None and org not in organizations:
             continue
-        key = RowKey(org, _period(tier, period), name, project, tag)
+        key = RowKey(org, as_period(period), name, project, tag)
         rollup[key] = Agg(float(value), int(count), parse_buckets(buckets))
     return rollup
 
@@ -108,7 +92,7 @@ def sums(
     conn: Connection,
     lower: Tier,
     upper: Tier,
-    ranges: PeriodRanges,
+    ranges: Ranges,
     organizations: Collection[str] | None = None,
 ) -> Rollup:
     """``upper``'s rows as the sums of ``lower``'s stored rows within ``ranges`` (of
@@ -118,7 +102,7 @@ def sums(
     dialect = conn.dialect.name
     bucket = _upper_bucket(lower, upper, dialect).label("bucket")
     keys = [table.c.organization_id, bucket, table.c.metric_name, table.c.project, table.c.tag]
-    scope = [period_filter(lower, ranges)]
+    scope = [in_ranges(lower.period, ranges)]
     if organizations is not None:
         scope.append(table.c.organization_id.in_(sorted(organizations)))
     totals = select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
@@ -144,11 +128,11 @@ def sums(
     )
     counts: dict[RowKey, dict[int, int]] = {}
     for row in conn.execute(per_slot):
-        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
         counts.setdefault(key, {})[int(row[5])] = int(row[6])
     rollup: Rollup = {}
     for row in conn.execute(totals.where(*scope).group_by(*keys)):
-        key = RowKey(row[0], _period(upper, row[1]), row[2], row[3], row[4])
+        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
         slots_of = counts.get(key)
         buckets = None if slots_of is None else tuple(slots_of[i] for i in range(len(slots_of)))
         rollup[key] = Agg(float(row[5]), int(row[6]), buckets)
@@ -163,7 +147,7 @@ def _row(tier: Tier, key: RowKey, agg: Agg, stamp: datetime) -> dict[str, Any]:
         "metric_type": METRICS[key.metric_name].type.value,
         "metric_value": agg.value,
         "metric_count": agg.count,
-        "buckets": agg.buckets_json(),
+        "buckets": dump_buckets(agg.buckets),
         "project": key.project,
         "tag": key.tag,
         "created_at": stamp,
@@ -201,15 +185,6 @@ def delete_keys(conn: Connection, tier: Tier, keys: Iterable[RowKey]) -> int:
     return len(keys)
 
 
-def delete_periods(
-    conn: Connection, tier: Tier, ranges: PeriodRanges, organization_id: str | None = None
-) -> int:
-    statement = delete(tier.table).where(period_filter(tier, ranges))
-    if organization_id is not None:
-        statement = statement.where(tier.table.c.organization_id == organization_id)
-    return conn.execute(statement).rowcount or 0
-
-
 def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> set[RowKey]:
     """Make the stored rows for the keys of ``old`` and ``new`` equal ``new``: write what changed
     and delete what vanished (a bucket with no events has no row). Returns the keys written."""
@@ -235,16 +210,11 @@ _STAGE_COLUMNS = (
 )
 
 
-def _buckets_text(buckets: tuple[int, ...] | None) -> str | None:
-    # The same text as Agg.buckets_json (json.dumps of a list of ints), without json's overhead.
-    return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
-
-
 def _copy_rows(
     conn: Connection,
     target: str,
     names: str,
-    rows: Iterable[PlainRow],
+    rows: Iterable[RawRow],
     stamp: datetime | None,
 ) -> int:
     """COPY rows (with created_at and modified_at = ``stamp`` when given); returns their number."""
@@ -257,7 +227,7 @@ def _copy_rows(
     with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
         for org, period, name, value, count, buckets in rows:
             if count > 0:  # merge deletes a key whose new count is not positive
-                text_buckets = _buckets_text(buckets)
+                text_buckets = dump_buckets(buckets)
                 values = (org, period, name, kinds[name], value, count, text_buckets, project, tag)
                 copy.write_row((*values, *extra))
                 copied += 1
@@ -267,8 +237,8 @@ def _copy_rows(
 def replace(
     conn: Connection,
     tier: Tier,
-    ranges: PeriodRanges,
-    rows: Iterable[PlainRow],
+    ranges: Ranges,
+    rows: Iterable[RawRow],
     stamp: datetime,
     organization_id: str | None = None,
 ) -> int:
@@ -277,14 +247,14 @@ def replace(
     the rows are COPYed into a temporary table and merged there. Returns rows written."""
     if conn.dialect.name != "postgresql":
         old = read(conn, tier, ranges, organization_id)
-        new = {RowKey(o, p, n): Agg(v, c, b) for o, p, n, v, c, b in rows}
+        new = as_rollup(rows)
         return len(merge(conn, tier, old, new, stamp))
     preparer = conn.dialect.identifier_preparer
     columns = [c.format(period=tier.period_column) for c in _STAGE_COLUMNS]
     names = ", ".join(preparer.quote(c) for c in columns)
     target = preparer.format_table(tier.table)
     stage = f"dm_stage_{tier.table.name}"
-    scope = [period_filter(tier, ranges)]
+    scope = [in_ranges(tier.period, ranges)]
     if organization_id is not None:
         scope.append(tier.table.c.organization_id == organization_id)
     if not conn.execute(select(exists().where(*scope))).scalar():

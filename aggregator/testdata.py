@@ -17,8 +17,7 @@ from sqlalchemy import Index, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
 from dashboard_metrics.core import source_tables as st
-from dashboard_metrics.core.sourcesql import as_utc_or_none
-from dashboard_metrics.core.timeutil import DAY, day_start
+from dashboard_metrics.core.timeutil import DAY, as_utc_or_none, day_start
 
 Progress = Callable[[int, str], None]
 

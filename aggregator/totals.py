@@ -13,9 +13,7 @@ every serve replica reads the same values.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +28,7 @@ from sqlalchemy.engine import Connection
 from dashboard_metrics.core import state
 from dashboard_metrics.core.schema import MONTHLY, TOTALS_VERSION, metric_totals
 from dashboard_metrics.core.upsert import upsert_rows
+from dashboard_metrics.core.values import Agg, dump_buckets, parse_buckets
 
 _PAIR_BATCH = 500
 _FULL_SCAN_PAIRS = 2000
@@ -37,24 +36,7 @@ _FULL_SCAN_PAIRS = 2000
 Pair = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class Total:
-    """One series: a sum of event values, an event count and per-bucket counts (histograms)."""
-
-    value: float = 0.0
-    count: int = 0
-    buckets: tuple[int, ...] | None = None
-
-
-def _buckets(raw: str | None) -> tuple[int, ...] | None:
-    return None if raw is None else tuple(int(x) for x in json.loads(raw))
-
-
-def _dump(buckets: tuple[int, ...] | None) -> str | None:
-    return None if buckets is None else json.dumps(list(buckets))
-
-
-def advance(monotonic: Total, old: Total, new: Total) -> tuple[Total, bool]:
+def advance(monotonic: Agg, old: Agg, new: Agg) -> tuple[Agg, bool]:
     """The monotonic total after the true total moved from ``old`` to ``new``.
 
     Returns it and whether a correction (any decrease) was absorbed.
@@ -63,7 +45,7 @@ def advance(monotonic: Total, old: Total, new: Total) -> tuple[Total, bool]:
     value = monotonic.value + max(0.0, new.value - old.value)
     if new.buckets is None:
         count = monotonic.count + max(0, new.count - old.count)
-        return Total(value, count, None), corrected
+        return Agg(value, count, None), corrected
     if monotonic.buckets is None or len(monotonic.buckets) != len(new.buckets):
         return new, corrected  # bucket layout changed: the series starts over
     previous = old.buckets if old.buckets and len(old.buckets) == len(new.buckets) else None
@@ -73,7 +55,7 @@ def advance(monotonic: Total, old: Total, new: Total) -> tuple[Total, bool]:
     )
     corrected = corrected or any(n < o for n, o in zip(new.buckets, previous, strict=True))
     # _count is the +Inf bucket: keep it equal to the sum of the per-bucket counts.
-    return Total(value, sum(grown), grown), corrected
+    return Agg(value, sum(grown), grown), corrected
 
 
 def _rescan(conn: Connection) -> set[Pair]:
@@ -137,7 +119,7 @@ def _batches(pairs: Sequence[Pair]) -> Iterable[Sequence[Pair]]:
         yield pairs[start : start + _PAIR_BATCH]
 
 
-def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Total, int, str]]:
+def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Agg, int, str]]:
     """True totals of ``pairs`` from the monthly tier: (total, monthly rows, metric type)."""
     monthly = MONTHLY.table
     key = tuple_(monthly.c.organization_id, monthly.c.metric_name)
@@ -162,19 +144,19 @@ def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Total,
         for org, name, month, value, count, buckets, kind in conn.execute(statement):
             if wanted is None or (org, name) in wanted:
                 rows.setdefault((org, name), []).append((str(month), value, count, buckets, kind))
-    out: dict[Pair, tuple[Total, int, str]] = {}
+    out: dict[Pair, tuple[Agg, int, str]] = {}
     for pair, items in rows.items():
         items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats
         value, count, buckets = 0.0, 0, None
         for _month, v, c, raw, _kind in items:
             value += float(v)
             count += int(c)
-            parsed = _buckets(raw)
+            parsed = parse_buckets(raw)
             if parsed is not None and buckets is not None and len(buckets) == len(parsed):
                 buckets = tuple(a + b for a, b in zip(buckets, parsed, strict=True))
             elif parsed is not None:
                 buckets = parsed
-        out[pair] = (Total(value, count, buckets), len(items), items[-1][4])
+        out[pair] = (Agg(value, count, buckets), len(items), items[-1][4])
     return out
 
 
@@ -208,17 +190,17 @@ def refresh_totals(conn: Connection, now: datetime) -> None:
             monotonic, corrected = new, False
         else:
             kind = old_row["metric_type"]
-            old = Total(
+            old = Agg(
                 old_row["total_value"],
                 old_row["total_count"],
-                _buckets(old_row["total_buckets"]),
+                parse_buckets(old_row["total_buckets"]),
             )
             if new is None:  # every monthly row gone: the true total is zero
-                new = Total(0.0, 0, None if old.buckets is None else (0,) * len(old.buckets))
-            before = Total(
+                new = Agg(0.0, 0, None if old.buckets is None else (0,) * len(old.buckets))
+            before = Agg(
                 old_row["monotonic_value"],
                 old_row["monotonic_count"],
-                _buckets(old_row["monotonic_buckets"]),
+                parse_buckets(old_row["monotonic_buckets"]),
             )
             monotonic, corrected = advance(before, old, new)
         rows.append(
@@ -229,10 +211,10 @@ def refresh_totals(conn: Connection, now: datetime) -> None:
                 "month_rows": month_rows,
                 "total_value": new.value,
                 "total_count": new.count,
-                "total_buckets": _dump(new.buckets),
+                "total_buckets": dump_buckets(new.buckets),
                 "monotonic_value": monotonic.value,
                 "monotonic_count": monotonic.count,
-                "monotonic_buckets": _dump(monotonic.buckets),
+                "monotonic_buckets": dump_buckets(monotonic.buckets),
                 "corrected_at": now if corrected else (old_row or {}).get("corrected_at"),
                 "modified_at": now,
             }

@@ -7,12 +7,12 @@ from typing import Any
 from aiohttp import web
 
 # The API's own constants, so the document cannot drift from what the handlers accept.
+from dashboard_metrics.core.catalogue import METRIC_NAMES
 from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
 from dashboard_metrics.exporter.api.params import (
     EARLIEST,
     GRANULARITIES,
     LATEST,
-    METRIC_NAMES,
     SOURCES,
     TEXT_MAX,
 )

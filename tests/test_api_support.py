@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.exporter.api.context import API
-from dashboard_metrics.exporter.api.shape import bucket_start
 from dashboard_metrics.exporter.app import create_app
 from tests import oracle
 from tests.harness import Harness, Org, utc
@@ -74,6 +73,22 @@ async def client(h: Harness, **settings: Any) -> AsyncIterator[TestClient[Any, A
         yield test_client
 
 
+def _local_bucket(when: datetime, granularity: str, tz: tzinfo) -> datetime:
+    """The start, as a time in ``tz``, of the hour/day/week (from Monday)/month holding
+    ``when``'s UTC hour; written apart from the service's own bucketing on purpose."""
+    hour = when.astimezone(UTC).replace(minute=0, second=0, microsecond=0).astimezone(tz)
+    if granularity == "hour":
+        return hour
+    # Wall-clock arithmetic on aware datetimes keeps the zone: midnight of that local day.
+    midnight = hour.replace(hour=0, minute=0, fold=0)
+    if granularity == "day":
+        return midnight
+    if granularity == "week":
+        return (midnight - timedelta(days=midnight.isoweekday() - 1)).replace(fold=0)
+    assert granularity == "month", granularity
+    return midnight.replace(day=1)
+
+
 def expected(
     h: Harness,
     org: str,
@@ -88,9 +103,7 @@ def expected(
     for event_org, name, when, value in oracle.events(h.source):
         if event_org != org or not lo <= when < hi or (metric and name != metric):
             continue
-        cell = out[name][
-            bucket_start(when.replace(minute=0, second=0, microsecond=0), granularity, tz)
-        ]
+        cell = out[name][_local_bucket(when, granularity, tz)]
         cell[0] += value
         cell[1] += 1
     return {

@@ -12,11 +12,12 @@ from prometheus_client.openmetrics.parser import (
 from sqlalchemy import delete, select
 
 from dashboard_metrics.aggregator import totals
-from dashboard_metrics.aggregator.totals import Total, advance
+from dashboard_metrics.aggregator.totals import advance
 from dashboard_metrics.core import migrate, state
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.schema import TOTALS_VERSION, metric_totals
+from dashboard_metrics.core.values import Agg
 from tests import oracle
 from tests.harness import Harness, utc
 from tests.test_metrics_helpers import (
@@ -215,15 +216,15 @@ def test_migration_fills_totals_for_existing_rollups(h: Harness) -> None:
 
 
 def test_histogram_corrections_are_monotonic_per_bucket() -> None:
-    mono, old = Total(10.0, 3, (1, 2, 0)), Total(10.0, 3, (1, 2, 0))
+    mono, old = Agg(10.0, 3, (1, 2, 0)), Agg(10.0, 3, (1, 2, 0))
     # One event moves from the second bucket to the third; another is deleted from the first.
-    new = Total(9.0, 2, (0, 1, 1))
+    new = Agg(9.0, 2, (0, 1, 1))
     grown, corrected = advance(mono, old, new)
     assert corrected
-    assert grown == Total(10.0, 4, (1, 2, 1))
+    assert grown == Agg(10.0, 4, (1, 2, 1))
     # Later growth adds on top.
-    grown2, corrected2 = advance(grown, new, Total(12.0, 3, (1, 1, 1)))
-    assert grown2 == Total(13.0, 5, (2, 2, 1)) and not corrected2
+    grown2, corrected2 = advance(grown, new, Agg(12.0, 3, (1, 1, 1)))
+    assert grown2 == Agg(13.0, 5, (2, 2, 1)) and not corrected2
 
 
 async def test_totals_from_one_pass_over_the_tier(

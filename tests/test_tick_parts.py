@@ -11,7 +11,6 @@ from typing import Any
 
 from dashboard_metrics.aggregator.backfill import (
     BackfillOptions,
-    _Totals,
     changed_rows,
     lifted_floors,
     month_steps,
@@ -32,7 +31,7 @@ from dashboard_metrics.core import state
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import DAILY_RETENTION, HOURLY_RETENTION, RETENTION, TIERS
 from dashboard_metrics.core.settings import Settings
-from dashboard_metrics.core.values import Agg, RowKey
+from dashboard_metrics.core.values import Agg, RowKey, RowSums
 from tests.harness import FakeClock, utc
 
 SETTINGS = Settings(database_url="sqlite://")
@@ -196,7 +195,7 @@ def test_month_steps_split_the_window_by_month() -> None:
 
 def test_totals_sum_hours_into_days_and_histogram_buckets_per_bucket() -> None:
     day = date(2026, 3, 10)
-    total = _Totals()
+    total = RowSums()
     total.add_all(
         [
             ("a", utc(2026, 3, 10, 1), "cost", 1.5, 2, (1, 1)),

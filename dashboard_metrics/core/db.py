@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
+from sqlalchemy.sql import Executable
 
 from dashboard_metrics.core.settings import Settings, redact
 from dashboard_metrics.core.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
@@ -153,14 +154,22 @@ def source_engine(settings: Settings, *, interactive: bool = False) -> Engine:
     return engine.execution_options(schema_translate_map=translate)
 
 
-def check_connect(engine: Engine, what: str) -> None:
+def probe(engine: Engine, query: Executable | None = None) -> str | None:
+    """None when ``engine`` answers ``query`` (default ``SELECT 1``); else why not, in one line
+    (the driver's message, which may name hosts: for logs and operators, not anonymous
+    callers)."""
     try:
         with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+            conn.execute(text("SELECT 1") if query is None else query).all()
     except SQLAlchemyError as exc:
-        raise DatabaseError(
-            f"{what} database {redact(str(engine.url))} is unreachable: {first_line(exc)}"
-        ) from None
+        return first_line(exc)
+    return None
+
+
+def check_connect(engine: Engine, what: str) -> None:
+    why = probe(engine)
+    if why is not None:
+        raise DatabaseError(f"{what} database {redact(str(engine.url))} is unreachable: {why}")
 
 
 def missing_source_tables(engine: Engine, schema: str | None) -> list[str]:

@@ -5,7 +5,7 @@ import this module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Date,
     Float,
     Index,
@@ -22,6 +23,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    false,
+    or_,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -154,6 +158,17 @@ DAILY_RETENTION = Retention(
     floor_key=DAILY_DELETED_BEFORE,
 )
 RETENTION = {r.tier.name: r for r in (HOURLY_RETENTION, DAILY_RETENTION)}
+
+Ranges = Sequence[tuple[Any, Any]]
+
+
+def in_ranges(column: ColumnElement[Any], ranges: Ranges) -> ColumnElement[bool]:
+    """SQL: ``column`` lies in one of the half-open ``ranges`` [start, end) (none: false). For
+    a tier's periods and for source timestamps alike."""
+    if not ranges:
+        return false()
+    return or_(*(and_(column >= start, column < end) for start, end in ranges))
+
 
 # Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
 TOTALS_VERSION = "metric_totals_version"

@@ -7,7 +7,7 @@ organizations and every bucket of the requested ranges at once (conditional aggr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from operator import sub
 from typing import Any
 
@@ -19,7 +19,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    false,
     func,
     literal,
     or_,
@@ -30,8 +29,9 @@ from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
-from dashboard_metrics.core.schema import Granularity
-from dashboard_metrics.core.values import Agg, Rollup, RowKey
+from dashboard_metrics.core.schema import Granularity, in_ranges
+from dashboard_metrics.core.timeutil import as_utc_or_none
+from dashboard_metrics.core.values import RawRow, Rollup, as_rollup
 
 TimeRanges = Sequence[tuple[datetime, datetime]]
 
@@ -52,15 +52,9 @@ def bucket_expr(
 
 
 def parse_bucket(raw: Any, granularity: Granularity) -> datetime | date:
-    value = datetime.fromisoformat(raw) if isinstance(raw, str) else raw
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    value = as_utc_or_none(raw)
+    assert value is not None, "a bucket start is never NULL"
     return value if granularity is Granularity.HOUR else value.date()
-
-
-def in_ranges(column: ColumnElement[Any], ranges: TimeRanges) -> ColumnElement[bool]:
-    if not ranges:
-        return false()
-    return or_(*(and_(column >= start, column < end) for start, end in ranges))
 
 
 def file_id_matches_run_id(
@@ -171,10 +165,6 @@ def group_query(
     return select(*columns).select_from(from_clause).where(*where).group_by(columns[0], columns[1])
 
 
-# (organization, bucket, metric_name, value, event count, per-bucket counts or None)
-RawRow = tuple[str, datetime | date, str, float, int, tuple[int, ...] | None]
-
-
 def _layout(metrics: Sequence[Metric]) -> list[tuple[Metric, int, int, int]]:
     """Per metric: positions of its count, value and first bucket column in a group_query row."""
     layout = []
@@ -246,18 +236,4 @@ def compute(
     metric_names: Sequence[str] | None = None,
 ) -> Rollup:
     """Every catalogue metric per organization and bucket over the given time ranges."""
-    result: Rollup = {}
-    for org, period, name, value, count, buckets in compute_rows(
-        conn, granularity, ranges, organization_id, metric_names
-    ):
-        result[RowKey(org, period, name)] = Agg(value, count, buckets)
-    return result
-
-
-def as_utc_or_none(value: Any) -> datetime | None:
-    """A timestamp as the database returns it (SQLite: text or naive) in aware UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_rollup(compute_rows(conn, granularity, ranges, organization_id, metric_names))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -66,9 +67,12 @@ def get(conn: Connection, key: str) -> Any:
     return None if row is None else json.loads(row)
 
 
-def get_all(conn: Connection) -> dict[str, Any]:
-    rows = conn.execute(select(aggregator_state.c.key, aggregator_state.c.value))
-    return {key: json.loads(value) for key, value in rows}
+def get_all(conn: Connection, keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """The stored values (of ``keys`` only, when given)."""
+    query = select(aggregator_state.c.key, aggregator_state.c.value)
+    if keys is not None:
+        query = query.where(aggregator_state.c.key.in_(list(keys)))
+    return {key: json.loads(value) for key, value in conn.execute(query)}
 
 
 def put(conn: Connection, values: dict[str, Any], now: datetime) -> None:
@@ -80,7 +84,12 @@ def put(conn: Connection, values: dict[str, Any], now: datetime) -> None:
 
 
 def generation(conn: Connection) -> int:
-    return int(get(conn, GENERATION) or 0)
+    return generation_in({GENERATION: get(conn, GENERATION)})
+
+
+def generation_in(values: Mapping[str, Any]) -> int:
+    """The cache generation in values read with ``get_all``."""
+    return int(values.get(GENERATION) or 0)
 
 
 def request_recompute(rollup: Engine, start: datetime, end: datetime, now: datetime) -> bool:

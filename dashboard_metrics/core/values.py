@@ -1,12 +1,14 @@
-"""In-memory rollup values: what one bucket of one metric holds, and their arithmetic."""
+"""In-memory rollup values: what one bucket of one metric holds, their arithmetic, and the
+stored text of histogram bucket counts."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 DEFAULT_PROJECT = "default"
 DEFAULT_TAG = ""
@@ -24,7 +26,8 @@ class RowKey(NamedTuple):
 
 @dataclass(frozen=True)
 class Agg:
-    """Sum of event values, number of events and per-bucket event counts (histograms)."""
+    """Sum of event values, number of events and per-bucket event counts (histograms): one
+    bucket of one metric, or an all-time total (metric_totals)."""
 
     value: float
     count: int
@@ -45,9 +48,6 @@ class Agg:
             and math.isclose(self.value, other.value, rel_tol=1e-12, abs_tol=1e-12)
         )
 
-    def buckets_json(self) -> str | None:
-        return None if self.buckets is None else json.dumps(list(self.buckets))
-
 
 def _zip(a: Agg, b: Agg, sign: int) -> tuple[int, ...] | None:
     if a.buckets is None:
@@ -64,7 +64,51 @@ def as_datetime(period: Period) -> datetime:
 
 
 def parse_buckets(raw: str | None) -> tuple[int, ...] | None:
-    return None if raw is None else tuple(int(x) for x in json.loads(raw))
+    """Per-bucket counts from their stored text (a JSON array); None (no histogram) stays None."""
+    return None if not raw else tuple(int(x) for x in json.loads(raw))
+
+
+def dump_buckets(buckets: tuple[int, ...] | None) -> str | None:
+    """The stored text of per-bucket counts: ``json.dumps(list(buckets))``, written without
+    json's overhead (COPY streams millions of rows)."""
+    return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
 
 
 Rollup = dict[RowKey, Agg]
+
+# (organization, period, metric_name, value, event count, per-bucket counts or None) with the
+# default project and tag: a bucket as the source queries compute it, without per-row objects.
+RawRow = tuple[str, Period, str, float, int, tuple[int, ...] | None]
+
+
+def as_rollup(rows: Iterable[RawRow]) -> Rollup:
+    return {RowKey(org, period, name): Agg(v, c, b) for org, period, name, v, c, b in rows}
+
+
+class RowSums:
+    """Raw rows added up per (organization, metric): a day or a month of hours. Mutable lists
+    rather than Agg sums, because backfill adds up millions of rows."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[str, str], list[Any]] = {}
+
+    def add(self, row: RawRow) -> None:
+        org, _, name, value, count, buckets = row
+        acc = self.sums.get((org, name))
+        if acc is None:
+            self.sums[(org, name)] = [value, count, None if buckets is None else list(buckets)]
+            return
+        acc[0] += value
+        acc[1] += count
+        if buckets is not None:
+            acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
+
+    def add_all(self, rows: Iterable[RawRow]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def rows(self, period: Period) -> list[RawRow]:
+        return [
+            (org, period, name, value, count, None if buckets is None else tuple(buckets))
+            for (org, name), (value, count, buckets) in self.sums.items()
+        ]

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Subquery
 
 from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.schema import in_ranges
 from dashboard_metrics.exporter.api import caching
 from dashboard_metrics.exporter.api.anyrange import ANY_RANGE
 from dashboard_metrics.exporter.api.context import Api
@@ -146,7 +147,8 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
         on = and_(we.c.workflow_id == d.c.id, we.c.pipeline_id.is_(None))
     else:
         on = we.c.pipeline_id == d.c.id
-    window = and_(we.c.created_at >= rng.first_hour, we.c.created_at < rng.end_hour)
+    hours = [(rng.first_hour, rng.end_hour)]
+    window = in_ranges(we.c.created_at, hours)
     runs = d.join(we, and_(on, window))
     executions = conn.execute(
         select(
@@ -171,8 +173,7 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
                 and_(
                     u.c.execution_id == cast(we.c.id, Text),
                     u.c.usage_type == literal("llm"),
-                    u.c.created_at >= rng.first_hour,
-                    u.c.created_at < rng.end_hour,
+                    in_ranges(u.c.created_at, hours),
                 ),
             )
         )

@@ -11,21 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dashboard_metrics.core.coverage import Coverage
-from dashboard_metrics.core.timeutil import DAY, day_start, month_of, next_month
+from dashboard_metrics.core.timeutil import DAY, add_range, day_start
 from dashboard_metrics.exporter.api.params import EARLIEST, LATEST, DateRange
-from dashboard_metrics.exporter.api.plan import Plan
+from dashboard_metrics.exporter.api.plan import Plan, cut_months, whole_days
 
 # Every valid range (parse_range's max_range for overview/ and workflow-token-usage/).
 ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)
-
-
-def _add(pieces: list[tuple[datetime, datetime]], start: datetime, end: datetime) -> None:
-    if start >= end:
-        return
-    if pieces and pieces[-1][1] == start:
-        pieces[-1] = (pieces[-1][0], end)
-    else:
-        pieces.append((start, end))
 
 
 def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
@@ -33,21 +24,20 @@ def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> No
     if start >= end:
         return
     split = min(end, max(start, coverage.hourly_from))
-    _add(plan.live, start, split)
+    add_range(plan.live, start, split)
     # Only the (few) untrusted days break the hourly piece: walking every day instead held the
     # event loop for seconds on ranges that reach millennia ahead (issue 9).
     for day in sorted(coverage.untrusted_hour_days):
         low, high = max(split, day_start(day)), min(end, day_start(day + DAY))
         if low < high:
-            _add(plan.hours, split, low)
-            _add(plan.live, low, high)
+            add_range(plan.hours, split, low)
+            add_range(plan.live, low, high)
             split = high
-    _add(plan.hours, split, end)
+    add_range(plan.hours, split, end)
 
 
 def _days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
-    first = start.date() if start == day_start(start.date()) else start.date() + DAY
-    last = end.date()
+    first, last = whole_days(start, end)
     if first >= last:
         _hours(plan, start, end, coverage)
         return
@@ -66,14 +56,5 @@ def build_any(rng: DateRange, coverage: Coverage) -> Plan:
         _hours(plan, start, end, coverage)
         return plan
     plan = Plan("monthly")
-    first = month_of(start)
-    if day_start(first) < start:
-        first = next_month(first)
-    last = month_of(end)
-    if first >= last:
-        _days(plan, start, end, coverage)
-        return plan
-    _days(plan, start, day_start(first), coverage)
-    plan.months.append((first, last))
-    _days(plan, day_start(last), end, coverage)
+    cut_months(plan, start, end, coverage, _days)
     return plan

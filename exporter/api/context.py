@@ -82,11 +82,11 @@ class Api:
             if self._reading is reading:
                 self._reading = None
         self._state = (now, values)
-        self.cache.observe_generation(int(values.get(state.GENERATION) or 0))
+        self.cache.observe_generation(state.generation_in(values))
         return values
 
     async def generation(self) -> int:
-        return int((await self.aggregator_state()).get(state.GENERATION) or 0)
+        return state.generation_in(await self.aggregator_state())
 
     async def coverage(self, now: datetime) -> Coverage:
         """What each tier holds completely now: the aggregator's own rule."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy import exists, select
-from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard_metrics.core.db import first_line
+from dashboard_metrics.core.db import probe
 from dashboard_metrics.core.schema import HOURLY
 from dashboard_metrics.exporter.api.context import Api
 from dashboard_metrics.exporter.dbcall import run_db
@@ -16,13 +15,9 @@ from dashboard_metrics.exporter.health import DOWN, OK, REPORTER, cache_status
 
 
 def _database(api: Api, org: str) -> tuple[str, str]:
-    try:
-        with api.rollup.connect() as conn:
-            table = HOURLY.table
-            conn.execute(select(exists().where(table.c.organization_id == org))).scalar()
-        return OK, ""
-    except SQLAlchemyError as exc:
-        return DOWN, first_line(exc)
+    table = HOURLY.table
+    why = probe(api.rollup, select(exists().where(table.c.organization_id == org)))
+    return (OK, "") if why is None else (DOWN, why)
 
 
 async def health(request: web.Request, api: Api, org: str) -> web.Response:

@@ -1,5 +1,6 @@
-"""live-summary/ and live-series/: computed from the source tables, set-based
-(aggregator.sourcesql), one query per source group under the source engine's statement timeout.
+"""live-summary/ and live-series/: computed from the source tables, set-based (core.sourcesql
+through rollups.live_cells), one query per source group under the source engine's statement
+timeout.
 
 Hours are computed in SQL and bucketed here, so the time zone rules match the rollup endpoints.
 A group that fails (timeout, lock) marks its metrics unavailable instead of failing the request.
@@ -13,11 +14,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.catalogue import METRICS, metric_groups
 from dashboard_metrics.core.db import first_line
-from dashboard_metrics.core.schema import Granularity
-from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from dashboard_metrics.exporter.api import caching, shape
 from dashboard_metrics.exporter.api.context import Api
 from dashboard_metrics.exporter.api.params import (
@@ -28,7 +26,7 @@ from dashboard_metrics.exporter.api.params import (
     parse_filter,
     parse_range,
 )
-from dashboard_metrics.exporter.api.rollups import Cell, source_metrics
+from dashboard_metrics.exporter.api.rollups import Cell, live_cells, source_metrics
 from dashboard_metrics.exporter.dbcall import run_db
 
 log = logging.getLogger("dashboard_metrics.api")
@@ -45,7 +43,7 @@ def _compute(api: Api, org: str, rng: DateRange, names: list[str]) -> tuple[list
             continue
         try:
             with api.source.connect() as conn:
-                result = sourcesql.compute(conn, Granularity.HOUR, ranges, org, selected)
+                computed = live_cells(conn, org, selected, ranges, "live")
         except (OperationalError, DBAPIError) as exc:
             if getattr(exc, "connection_invalidated", False):
                 raise  # the database is down, not one slow query: 503
@@ -56,20 +54,7 @@ def _compute(api: Api, org: str, rng: DateRange, names: list[str]) -> tuple[list
             failed += selected
             error = exc
             continue
-        for key, agg in result.items():
-            entry = METRICS[key.metric_name]
-            cells.append(
-                Cell(
-                    as_datetime(key.period),
-                    "live",
-                    key.metric_name,
-                    entry.type.value,
-                    DEFAULT_PROJECT,
-                    DEFAULT_TAG,
-                    agg.value,
-                    agg.count,
-                )
-            )
+        cells += computed
     if error is not None and not cells and len(failed) == len(names):
         raise error  # nothing answered: the source database is unavailable (503)
     return cells, failed

@@ -11,14 +11,13 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.catalogue import METRIC_NAMES, METRICS
 from dashboard_metrics.core.timeutil import HOUR
 from dashboard_metrics.exporter.api.errors import invalid
 
 MAX_RANGE = timedelta(days=365)
 GRANULARITIES = ("hour", "day", "week", "month")
 SOURCES = ("auto", "hourly", "daily", "monthly")
-METRIC_NAMES = tuple(sorted(METRICS))
 # Accepted instants: far enough inside datetime's range that every derived bound (default
 # start, hour rounding, month ends, retention horizons) stays representable.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)

@@ -10,6 +10,7 @@ anything else no tier can answer fails with 400 rather than returning short numb
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -40,10 +41,6 @@ class Plan:
         return not self.days and not self.months and not self.live
 
 
-def _month_dt(month: date) -> datetime:
-    return day_start(month)
-
-
 def _cut_hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
     if start >= end:
         return
@@ -70,9 +67,17 @@ def _cut_edge(plan: Plan, start: datetime, end: datetime, coverage: Coverage) ->
         plan.live.append((start, end))
 
 
-def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+Cutter = Callable[[Plan, datetime, datetime, Coverage], None]
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[date, date]:
+    """[first, last): the whole UTC days within [start, end) (none when first >= last)."""
     first = start.date() if start == day_start(start.date()) else start.date() + DAY
-    last = end.date()  # days before this one end by `end`
+    return first, end.date()  # days before end.date() end by `end`
+
+
+def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    first, last = whole_days(start, end)
     if first >= last:  # no whole day: at most one midnight inside, each side under a day
         midnight = max(start, min(end, day_start(end.date())))
         _cut_edge(plan, start, midnight, coverage)
@@ -87,17 +92,24 @@ def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) ->
     _cut_edge(plan, day_start(last), end, coverage)
 
 
-def _cut_months(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def cut_months(
+    plan: Plan, start: datetime, end: datetime, coverage: Coverage, cut_days: Cutter
+) -> None:
+    """The whole UTC months of [start, end) to the monthly tier, the rest to ``cut_days``."""
     first = month_of(start)
-    if _month_dt(first) < start:
+    if day_start(first) < start:
         first = next_month(first)
     last = month_of(end)
     if first >= last:
-        _cut_days(plan, start, end, coverage)
+        cut_days(plan, start, end, coverage)
         return
-    _cut_days(plan, start, _month_dt(first), coverage)
+    cut_days(plan, start, day_start(first), coverage)
     plan.months.append((first, last))
-    _cut_days(plan, _month_dt(last), end, coverage)
+    cut_days(plan, day_start(last), end, coverage)
+
+
+def _cut_months(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+    cut_months(plan, start, end, coverage, _cut_days)
 
 
 def build(base: str, start: datetime, end: datetime, coverage: Coverage) -> Plan:

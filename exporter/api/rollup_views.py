@@ -27,7 +27,7 @@ from dashboard_metrics.exporter.api.params import (
     parse_range,
 )
 from dashboard_metrics.exporter.api.plan import Plan
-from dashboard_metrics.exporter.api.rollups import Cell, read_live, read_plan
+from dashboard_metrics.exporter.api.rollups import Cell, filters, read_live, read_plan
 from dashboard_metrics.exporter.dbcall import run_db
 
 ROW_NAMESPACE = uuid.UUID("5d0c3f8e-8a34-4a53-9d0b-2f1a3f6f6d10")
@@ -179,10 +179,7 @@ async def rows(request: web.Request, api: Api, org: str) -> web.Response:
     size = parse_int(query, "page_size", 100, 1, 1000)
     ordering = parse_choice(query, "ordering", ORDERINGS, "-timestamp")
     table = HOURLY.table
-    where = [table.c.organization_id == org]
-    for column, value in zip(("metric_name", "project", "tag"), flt.parts(), strict=True):
-        if value is not None:
-            where.append(table.c[column] == value)
+    where = filters(table, org, flt)
     sort_column = table.c[ordering.lstrip("-")]
     primary = sort_column.desc() if ordering.startswith("-") else sort_column.asc()
     order = [primary, table.c.timestamp.desc(), table.c.metric_name, table.c.project, table.c.tag]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.catalogue import METRICS
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
-from dashboard_metrics.core.timeutil import day_start
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier, in_ranges
+from dashboard_metrics.core.timeutil import as_period, day_start
 from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from dashboard_metrics.exporter.api.params import MetricFilter
 from dashboard_metrics.exporter.api.plan import Plan
@@ -30,8 +30,8 @@ class Cell(NamedTuple):
     events: int  # metric_count: the number of source events
 
 
-def _filters(tier: Tier, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
-    table = tier.table
+def filters(table: Table, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
+    """The rows of ``table`` (a rollup tier) of ``org`` that ``flt`` selects."""
     where = [table.c.organization_id == org]
     for column, value in zip(("metric_name", "project", "tag"), flt.parts(), strict=True):
         if value is not None:
@@ -49,30 +49,24 @@ def _read(
     if not ranges:
         return []
     table = tier.table
-    period = tier.period
-    in_ranges = or_(*(and_(period >= lo, period < hi) for lo, hi in ranges))
     query = select(
-        period,
+        tier.period,
         table.c.metric_name,
         table.c.metric_type,
         table.c.project,
         table.c.tag,
         table.c.metric_value,
         table.c.metric_count,
-    ).where(*_filters(tier, org, flt), in_ranges)
+    ).where(*filters(table, org, flt), in_ranges(tier.period, ranges))
     out = []
     days: dict[Any, datetime] = {}
     for start, name, kind, project, tag, value, count in conn.execute(query).all():
         if isinstance(start, datetime):
             when = start
         else:
-            when = days.get(start) or days.setdefault(start, day_start(_as_date(start)))
+            when = days.get(start) or days.setdefault(start, day_start(as_period(start)))
         out.append(Cell(when, tier.name, name, kind, project, tag, float(value), int(count)))
     return out
-
-
-def _as_date(value: Any) -> date:
-    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def read_hours(
@@ -90,20 +84,21 @@ def source_metrics(flt: MetricFilter) -> list[str]:
     return sorted(METRICS) if metric is None else [metric]
 
 
-def read_live(
-    conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
+def live_cells(
+    conn: Connection,
+    org: str,
+    names: list[str],
+    ranges: list[tuple[datetime, datetime]],
+    tier: str,
 ) -> list[Cell]:
-    """Hours computed from the source tables (edges the hourly tier no longer holds)."""
-    names = source_metrics(flt)
-    if not names:
-        return []
+    """The hours of ``names`` computed from the source tables, labelled ``tier``."""
     rows = sourcesql.compute(
         conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
     )
     return [
         Cell(
             as_datetime(key.period),
-            "hourly",
+            tier,
             key.metric_name,
             METRICS[key.metric_name].type.value,
             key.project,
@@ -113,6 +108,14 @@ def read_live(
         )
         for key, agg in rows.items()
     ]
+
+
+def read_live(
+    conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
+) -> list[Cell]:
+    """Hours computed from the source tables (edges the hourly tier no longer holds)."""
+    names = source_metrics(flt)
+    return live_cells(conn, org, names, ranges, "hourly") if names else []
 
 
 def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: Plan) -> list[Cell]:

@@ -8,13 +8,13 @@ families `usage.families_from` builds (tested), without the OpenMetrics "# EOF" 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 
 from prometheus_client.utils import floatToGoString
 
 from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
+from dashboard_metrics.core.values import parse_buckets
 
 # organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
 TotalsRow = tuple[str, str, float, int, str | None, int]
@@ -69,7 +69,7 @@ def _histogram(
     _header(out, name, "histogram", doc, om, unit)
     bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
     for org, _name, value, _count, raw, _true in rows:
-        per_bucket = json.loads(raw) if raw else []
+        per_bucket = parse_buckets(raw) or ()
         if len(per_bucket) != len(bounds):
             continue  # stored with another bucket layout (as usage.families_from skips it)
         label = _label(org)

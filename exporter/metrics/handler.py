@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import json
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,13 +15,12 @@ from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.db import first_line
-from dashboard_metrics.core.schema import TOTALS_VERSION, aggregator_state
+from dashboard_metrics.core.schema import TOTALS_VERSION
 from dashboard_metrics.exporter.api.errors import error_response
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS
@@ -65,12 +63,7 @@ def read_snapshot(engine: Engine, config: MetricsConfig, cache: UsageCache) -> S
     with engine.connect() as conn:
         # State first: a totals version read before the totals can only be older than them,
         # so the cache at worst rebuilds once more, never keeps stale families.
-        rows = conn.execute(
-            select(aggregator_state.c.key, aggregator_state.c.value).where(
-                aggregator_state.c.key.in_(STATE_KEYS)
-            )
-        )
-        values = {key: json.loads(value) for key, value in rows}
+        values = state.get_all(conn, STATE_KEYS)
         usage = cache.get(conn, int(values.get(TOTALS_VERSION) or 0), config)
     return Snapshot(True, values, usage)
 

@@ -8,7 +8,6 @@ a scrape costs one small state query plus rendering.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Connection
 from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
 from dashboard_metrics.core.schema import metric_totals
+from dashboard_metrics.core.values import parse_buckets
 from dashboard_metrics.exporter.metrics import fastrender
 from dashboard_metrics.exporter.metrics.config import MetricsConfig
 from dashboard_metrics.exporter.metrics.fastrender import TotalsRow
@@ -158,7 +158,7 @@ def _histogram(ns: str, metric: CatalogueMetric, series: Sequence[TotalsRow]) ->
     bucket, count_name, sum_name = (f"{family.name}_{part}" for part in ("bucket", "count", "sum"))
     samples = family.samples
     for org, _name, value, _count, raw, _true in series:
-        per_bucket = json.loads(raw) if raw else []
+        per_bucket = parse_buckets(raw) or ()
         if len(per_bucket) != len(bounds):
             continue  # stored with another bucket layout: not expressible with these bounds
         running = 0
