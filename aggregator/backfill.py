@@ -8,7 +8,7 @@ always a whole month (the part of the month outside the window is read from the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from dashboard_metrics.aggregator import store, totals
 from dashboard_metrics.aggregator.engine import Aggregator, source_snapshot
+from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
 from dashboard_metrics.core import sourcesql, state
 from dashboard_metrics.core.coverage import Coverage
@@ -26,8 +27,6 @@ from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_
 from dashboard_metrics.core.values import Agg, RawRow, RowKey, RowSums, as_rollup
 
 log = logging.getLogger("dashboard_metrics.backfill")
-
-Progress = Callable[[int, str], None]
 
 
 @dataclass

@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from tqdm import tqdm
 
 log = logging.getLogger("dashboard_metrics.progress")
+
+# What long work reports to: units done so far and a label (a ProgressBar is one).
+Progress = Callable[[int, str], None]
 
 LOG_EVERY = 30.0  # seconds between progress log lines when stderr is not a terminal
 

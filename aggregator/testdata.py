@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import Index, Table, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
+from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.timeutil import DAY, as_utc_or_none, day_start
-
-Progress = Callable[[int, str], None]
 
 REASONS = (("extraction", 60), ("challenge", 15), ("summarize", 10), ("lookup", 15))
 MODELS = ("azure/gpt-4o", "azure/gpt-4o-mini", "anthropic/claude-sonnet", "openai/gpt-4.1")

@@ -150,7 +150,7 @@ class BodyCache:
     Every entry belongs to one aggregator generation. Seeing a newer generation empties the
     layer at once, so nothing cached before a tick is served after its generation is known;
     an older generation (a lagging read) neither hits nor stores. Entries also expire (the
-    anchor's TTL policy) and the layer is bounded in bytes (least recently used go first).
+    Unstract's TTL policy) and the layer is bounded in bytes (least recently used go first).
     """
 
     def __init__(
@@ -332,4 +332,4 @@ def make_backend(redis_url: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Backend:
     return RedisBackend(redis_url) if redis_url else MemoryBackend(max_bytes // 2)
 
 
-CACHE = web.AppKey("cache", ResilientCache)
+RESPONSE_CACHE = web.AppKey("cache", ResilientCache)

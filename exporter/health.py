@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard_metrics.core.db import first_line
-from dashboard_metrics.exporter.cache import CACHE
+from dashboard_metrics.exporter.cache import RESPONSE_CACHE
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import ROLLUP
 from dashboard_metrics.exporter.schema import readable, schema_state
@@ -52,7 +52,7 @@ def rollup_status(engine: Engine) -> tuple[str, str]:
 
 
 async def cache_status(app: web.Application) -> str | None:
-    cache = app.get(CACHE)
+    cache = app.get(RESPONSE_CACHE)
     if cache is None:
         return None
     result = await cache.check()

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from dashboard_metrics.exporter.api.context import API
-from dashboard_metrics.exporter.cache import CACHE, MemoryBackend
+from dashboard_metrics.exporter.cache import RESPONSE_CACHE, MemoryBackend
 from dashboard_metrics.exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
@@ -86,7 +86,7 @@ async def test_redis_killed_and_restarted(h: Harness, redis_server: RedisServer)
     org = seed(h, events=20)[0].string_id
     async with client(h, redis_url=redis_server.url) as c:
         app = c.server.app
-        app[CACHE].retry_seconds = 0.0  # no backoff wait: the test never sleeps
+        app[RESPONSE_CACHE].retry_seconds = 0.0  # no backoff wait: the test never sleeps
         stats = app[STATS]
         first = await bodies(c, org)
         assert stats.cache["miss"] > 0
@@ -113,7 +113,7 @@ async def test_redis_killed_and_restarted(h: Harness, redis_server: RedisServer)
 
 async def test_backoff_skips_redis_until_the_retry_time(h: Harness) -> None:
     async with client(h, redis_url="redis://127.0.0.1:1/0") as c:
-        cache = c.server.app[CACHE]
+        cache = c.server.app[RESPONSE_CACHE]
         cache.retry_seconds = 3600.0
         assert await cache.mget(["a", "b"]) == [None, None]
         assert not cache.available
@@ -172,7 +172,7 @@ async def test_a_new_generation_empties_the_in_process_layers(h: Harness) -> Non
     """Entries of past aggregator generations are evicted, not left to age out."""
     org = seed(h, orgs=1, events=10)[0]
     async with client(h) as c:
-        cache = c.app[CACHE]
+        cache = c.app[RESPONSE_CACHE]
         backend = cache.backend
         assert isinstance(backend, MemoryBackend)
         for path in ("overview/", "summary/", "recent-activity/"):

@@ -17,7 +17,7 @@ import pytest
 from dashboard_metrics.exporter.api import context, shape
 from dashboard_metrics.exporter.api.context import API
 from dashboard_metrics.exporter.api.rollups import Cell
-from dashboard_metrics.exporter.cache import CACHE, ENTRY_OVERHEAD, BodyCache
+from dashboard_metrics.exporter.cache import ENTRY_OVERHEAD, RESPONSE_CACHE, BodyCache
 from dashboard_metrics.exporter.stats import STATS
 from tests.harness import Harness, utc
 from tests.test_api_support import client, seed
@@ -43,7 +43,7 @@ async def test_hits_are_the_bytes_orjson_gives_and_echo_each_requests_bounds(
 ) -> None:
     org = seed(h, events=15)[0].string_id
     async with client(h) as c:
-        cache = c.server.app[CACHE]
+        cache = c.server.app[RESPONSE_CACHE]
         for path in PATHS:
             first, data = await get(c, org, path)
             assert first == orjson.dumps(data)  # one encoding, head and cached tail alike
@@ -85,7 +85,7 @@ async def test_cache_disabled_keeps_no_bodies(h: Harness) -> None:
     async with client(h, cache_enabled=False) as c:
         await get(c, org, PATHS[0])
         await get(c, org, PATHS[0])
-        assert len(c.server.app[CACHE].bodies) == 0
+        assert len(c.server.app[RESPONSE_CACHE].bodies) == 0
         assert c.server.app[STATS].cache["hit"] == 0
 
 

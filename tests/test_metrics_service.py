@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import (
 from dashboard_metrics.core import state
 from dashboard_metrics.core.settings import ConfigError
 from dashboard_metrics.exporter.metrics.config import MetricsConfig
-from dashboard_metrics.exporter.metrics.handler import CACHE, prewarm_once
+from dashboard_metrics.exporter.metrics.handler import USAGE_CACHE, prewarm_once
 from tests.harness import Harness
 from tests.test_metrics_helpers import NS, Samples, parse, populate, scrape, serving, value
 
@@ -173,10 +173,10 @@ async def test_a_new_totals_version_is_rendered_before_the_next_scrape(h: Harnes
         a.usage(h.clock())
         h.aggregator.tick()
         await prewarm_once(app)
-        built = app[CACHE]._built
+        built = app[USAGE_CACHE]._built
         assert built is not None and len(built.rendered) == 1  # the new version, rendered
         after = await scrape(client, Accept="application/openmetrics-text; version=1.0.0")
-        assert app[CACHE]._built is built  # the scrape reused it
+        assert app[USAGE_CACHE]._built is built  # the scrape reused it
     key = (f"{NS}_llm_calls_total", (("organization", a.string_id),))
     assert parse_om(after)[key] == parse_om(before)[key] + 1
 

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.timeutil import DAY, add_range, day_start
 from dashboard_metrics.exporter.api.params import EARLIEST, LATEST, DateRange
-from dashboard_metrics.exporter.api.plan import Plan, cut_months, whole_days
+from dashboard_metrics.exporter.api.plan import ReadPlan, cut_months, whole_days
 
 # Every valid range (parse_range's max_range for overview/ and workflow-token-usage/).
 ANY_RANGE = timedelta(days=(LATEST - EARLIEST).days + 1)
 
 
-def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _hours(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     """Hours the hourly tier holds (retained, trusted) from it, the others from the source."""
     if start >= end:
         return
@@ -36,7 +36,7 @@ def _hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> No
     add_range(plan.hours, split, end)
 
 
-def _days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _days(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     first, last = whole_days(start, end)
     if first >= last:
         _hours(plan, start, end, coverage)
@@ -49,12 +49,12 @@ def _days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> Non
     _hours(plan, day_start(last), end, coverage)
 
 
-def build_any(rng: DateRange, coverage: Coverage) -> Plan:
+def build_any(rng: DateRange, coverage: Coverage) -> ReadPlan:
     start, end = rng.first_hour, rng.end_hour
     if rng.tz is not UTC:  # local days need hours (see plan.choose)
-        plan = Plan("hourly")
+        plan = ReadPlan("hourly")
         _hours(plan, start, end, coverage)
         return plan
-    plan = Plan("monthly")
+    plan = ReadPlan("monthly")
     cut_months(plan, start, end, coverage, _days)
     return plan

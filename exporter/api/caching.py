@@ -1,4 +1,6 @@
-"""The anchor's two cache layers, keyed by the aggregator generation so no tick is outlived.
+"""Three cache layers, keyed by the aggregator generation so no tick is outlived: Unstract's
+two below, and in front of them the final bodies of summary/ and series/ in process
+(`BodyCache` in exporter/cache.py).
 
 - Hour buckets (summary/ and series/ on the hourly tier): one MGET for every hour of the range,
   one database query for the missing ones, one pipelined SETEX; the hour holding "now" (and
@@ -26,7 +28,7 @@ from dashboard_metrics.exporter.api.rollups import Cell, read_hours
 from dashboard_metrics.exporter.dbcall import run_db
 
 PREFIX = "dm:v1"
-# The anchor's whole-response TTLs (seconds).
+# Unstract's whole-response TTLs (seconds).
 RESPONSE_TTL = {
     "overview": 300,
     "live_summary": 900,

@@ -17,7 +17,7 @@ from dashboard_metrics.core.coverage import Coverage, coverage_at
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import DAY, Clock, day_start
 from dashboard_metrics.exporter.api.params import DateRange
-from dashboard_metrics.exporter.api.plan import Plan, choose
+from dashboard_metrics.exporter.api.plan import ReadPlan, choose
 from dashboard_metrics.exporter.auth import Authenticator
 from dashboard_metrics.exporter.cache import ResilientCache
 from dashboard_metrics.exporter.dbcall import run_db
@@ -42,6 +42,10 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+# A plan with the times between which it holds: valid from, valid until, the plan.
+PlanEntry = tuple[datetime, datetime, ReadPlan]
+
+
 @dataclass
 class Api:
     settings: Settings
@@ -57,8 +61,8 @@ class Api:
     reader: Engine = field(init=False, repr=False)
     _state: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
     _reading: asyncio.Future[dict[str, Any]] | None = field(default=None, repr=False)
-    # Plans chosen under one aggregator-state snapshot: key -> (valid from, valid until, plan).
-    _plans: tuple[dict[str, Any], dict[Hashable, tuple[datetime, datetime, Plan]]] | None = field(
+    # Plans chosen under one aggregator-state snapshot, by key.
+    _plans: tuple[dict[str, Any], dict[Hashable, PlanEntry]] | None = field(
         default=None, repr=False
     )
 
@@ -94,7 +98,7 @@ class Api:
 
     async def plan(
         self, rng: DateRange, source: str, granularity: str | None, now: datetime
-    ) -> Plan:
+    ) -> ReadPlan:
         """``choose`` at ``now``, remembered while its answer cannot change.
 
         Under one state snapshot (untrusted days and cleanup floors fixed) coverage only
@@ -120,7 +124,7 @@ MAX_PLANS = 4096
 FOREVER = datetime.max.replace(tzinfo=UTC)
 
 
-def _valid_until(plan: Plan, settings: Settings) -> datetime:
+def _valid_until(plan: ReadPlan, settings: Settings) -> datetime:
     """The first ``now`` at which a check `choose` passed for ``plan`` may fail: an hourly piece
     starting at S needs S >= now - hourly retention; a daily piece from day D needs
     D >= (now - daily retention).date(). Monthly pieces are not limited."""

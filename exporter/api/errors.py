@@ -1,4 +1,4 @@
-"""The anchor's error format (drf-standardized-errors), raised anywhere in a request, and the
+"""Unstract's error format (drf-standardized-errors), raised anywhere in a request, and the
 same JSON for every other error the service answers (404, 405, malformed requests, 5xx)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""health/: the anchor's per-organization probe. A cache outage is reported as degraded and
+"""health/: Unstract's per-organization probe. A cache outage is reported as degraded and
 does not make the service unhealthy (requests are then served from the database). States only:
 the reasons go to the log (see `exporter.health`)."""
 

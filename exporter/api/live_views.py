@@ -63,7 +63,7 @@ def _compute(api: Api, org: str, rng: DateRange, names: list[str]) -> tuple[list
 def _parse(api: Api, request: web.Request) -> tuple[DateRange, list[str]]:
     query = request.query
     rng = parse_range(query, api.clock(), 30)
-    parse_choice(query, "source", SOURCES, "auto")  # accepted, as in the anchor; always live
+    parse_choice(query, "source", SOURCES, "auto")  # accepted, as in Unstract's module; always live
     return rng, source_metrics(parse_filter(query))
 
 

@@ -28,7 +28,7 @@ class NotCovered(Exception):
 
 
 @dataclass
-class Plan:
+class ReadPlan:
     source: str
     hours: list[tuple[datetime, datetime]] = field(default_factory=list)
     days: list[tuple[date, date]] = field(default_factory=list)
@@ -41,7 +41,7 @@ class Plan:
         return not self.days and not self.months and not self.live
 
 
-def _cut_hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _cut_hours(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     if start >= end:
         return
     if start < coverage.hourly_from:
@@ -56,7 +56,7 @@ def _cut_hours(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -
     plan.hours.append((start, end))
 
 
-def _cut_edge(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _cut_edge(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     """Hours of a partial day: from the hourly tier, else from the source tables."""
     if start >= end:
         return
@@ -67,7 +67,7 @@ def _cut_edge(plan: Plan, start: datetime, end: datetime, coverage: Coverage) ->
         plan.live.append((start, end))
 
 
-Cutter = Callable[[Plan, datetime, datetime, Coverage], None]
+Cutter = Callable[[ReadPlan, datetime, datetime, Coverage], None]
 
 
 def whole_days(start: datetime, end: datetime) -> tuple[date, date]:
@@ -76,7 +76,7 @@ def whole_days(start: datetime, end: datetime) -> tuple[date, date]:
     return first, end.date()  # days before end.date() end by `end`
 
 
-def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _cut_days(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     first, last = whole_days(start, end)
     if first >= last:  # no whole day: at most one midnight inside, each side under a day
         midnight = max(start, min(end, day_start(end.date())))
@@ -93,7 +93,7 @@ def _cut_days(plan: Plan, start: datetime, end: datetime, coverage: Coverage) ->
 
 
 def cut_months(
-    plan: Plan, start: datetime, end: datetime, coverage: Coverage, cut_days: Cutter
+    plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage, cut_days: Cutter
 ) -> None:
     """The whole UTC months of [start, end) to the monthly tier, the rest to ``cut_days``."""
     first = month_of(start)
@@ -108,12 +108,12 @@ def cut_months(
     cut_days(plan, day_start(last), end, coverage)
 
 
-def _cut_months(plan: Plan, start: datetime, end: datetime, coverage: Coverage) -> None:
+def _cut_months(plan: ReadPlan, start: datetime, end: datetime, coverage: Coverage) -> None:
     cut_months(plan, start, end, coverage, _cut_days)
 
 
-def build(base: str, start: datetime, end: datetime, coverage: Coverage) -> Plan:
-    plan = Plan(base)
+def build(base: str, start: datetime, end: datetime, coverage: Coverage) -> ReadPlan:
+    plan = ReadPlan(base)
     {"hourly": _cut_hours, "daily": _cut_days, "monthly": _cut_months}[base](
         plan, start, end, coverage
     )
@@ -121,14 +121,14 @@ def build(base: str, start: datetime, end: datetime, coverage: Coverage) -> Plan
 
 
 def auto_tier(days: int) -> str:
-    """The anchor's thresholds on the whole days of the range."""
+    """Unstract's thresholds on the whole days of the range."""
     if days <= 7:
         return "hourly"
     return "daily" if days <= 90 else "monthly"
 
 
-def choose(rng: DateRange, source: str, granularity: str | None, coverage: Coverage) -> Plan:
-    """The plan for ``source`` (auto: the anchor's thresholds, then coarser tiers if needed)."""
+def choose(rng: DateRange, source: str, granularity: str | None, coverage: Coverage) -> ReadPlan:
+    """The plan for ``source`` (auto: Unstract's thresholds, then coarser tiers if needed)."""
     finest_allowed = ORDER.index(GRANULARITY_TIER[granularity]) if granularity else len(ORDER) - 1
     if rng.tz is not UTC:
         # Local days and weeks need hours: the daily and monthly tiers hold UTC days (whole-hour

@@ -26,7 +26,7 @@ from dashboard_metrics.exporter.api.params import (
     parse_int,
     parse_range,
 )
-from dashboard_metrics.exporter.api.plan import Plan
+from dashboard_metrics.exporter.api.plan import ReadPlan
 from dashboard_metrics.exporter.api.rollups import Cell, filters, read_live, read_plan
 from dashboard_metrics.exporter.dbcall import run_db
 
@@ -37,7 +37,7 @@ async def _cells(
     api: Api,
     org: str,
     flt: MetricFilter,
-    plan: Plan,
+    plan: ReadPlan,
     refresh: bool,
     generation: int | None = None,
 ) -> list[Cell]:
@@ -62,14 +62,14 @@ async def _cells(
 
 async def _plan(
     api: Api, query: Any, default_days: int, granularity: str | None
-) -> tuple[DateRange, Plan]:
+) -> tuple[DateRange, ReadPlan]:
     now = api.clock()
     rng = parse_range(query, now, default_days)
     source = parse_choice(query, "source", SOURCES, "auto")
     return rng, await api.plan(rng, source, granularity, now)
 
 
-async def _overview_plan(api: Api, query: Any) -> tuple[DateRange, Plan]:
+async def _overview_plan(api: Api, query: Any) -> tuple[DateRange, ReadPlan]:
     """Any valid range (no 365-day cap, any age), as Unstract answers it: the tiers as for
     summary/ when they cover it, else `anyrange` (monthly for old months, the source where no
     tier holds a part)."""
@@ -172,7 +172,7 @@ def row_id(org: str, *key: Any) -> str:
 
 
 async def rows(request: web.Request, api: Api, org: str) -> web.Response:
-    """The organization's hourly rows, DRF-style pages (the anchor returns all of them)."""
+    """The organization's hourly rows, DRF-style pages (Unstract's module returns all of them)."""
     query = request.query
     flt = parse_filter(query)
     page = parse_int(query, "page", 1, 1, 10**9)

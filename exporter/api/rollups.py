@@ -14,7 +14,7 @@ from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, T
 from dashboard_metrics.core.timeutil import as_period, day_start
 from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
 from dashboard_metrics.exporter.api.params import MetricFilter
-from dashboard_metrics.exporter.api.plan import Plan
+from dashboard_metrics.exporter.api.plan import ReadPlan
 
 
 class Cell(NamedTuple):
@@ -118,7 +118,7 @@ def read_live(
     return live_cells(conn, org, names, ranges, "hourly") if names else []
 
 
-def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: Plan) -> list[Cell]:
+def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: ReadPlan) -> list[Cell]:
     return (
         _read(conn, HOURLY, org, flt, list(plan.hours))
         + _read(conn, DAILY, org, flt, list(plan.days))

@@ -19,7 +19,7 @@ from dashboard_metrics.exporter.api.errors import ApiError
 from dashboard_metrics.exporter.api.forward_auth import FORWARD_AUTH
 from dashboard_metrics.exporter.api.params import check_query, check_text
 from dashboard_metrics.exporter.auth import AUTH, Authenticator, parse_keys
-from dashboard_metrics.exporter.cache import CACHE, ResilientCache, make_backend
+from dashboard_metrics.exporter.cache import RESPONSE_CACHE, ResilientCache, make_backend
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.stats import STATS
 
@@ -67,7 +67,7 @@ def setup(app: web.Application) -> None:
         max_bytes=settings.cache_max_bytes,
     )
     app[AUTH] = auth
-    app[CACHE] = cache
+    app[RESPONSE_CACHE] = cache
     app[API] = Api(settings, app[CLOCK], app[ROLLUP], app[SOURCE], cache, auth)
     forward_auth.setup(app, settings)
 

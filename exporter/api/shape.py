@@ -1,17 +1,15 @@
-"""Turning rollup cells into the anchor's response bodies (pure functions)."""
+"""Turning rollup cells into Unstract's response bodies (pure functions)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import orjson
 
 from dashboard_metrics.exporter.api.rollups import Cell
-
-UTC_ZONE = UTC
 
 SOURCE_PERIOD = {"hourly": "hour", "daily": "day", "monthly": "month", "live": "hour"}
 

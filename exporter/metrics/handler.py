@@ -32,7 +32,7 @@ from dashboard_metrics.exporter.stats import STATS
 log = logging.getLogger("dashboard_metrics.metrics")
 
 CONFIG = web.AppKey("metrics_config", MetricsConfig)
-CACHE = web.AppKey("metrics_usage_cache", UsageCache)
+USAGE_CACHE = web.AppKey("metrics_usage_cache", UsageCache)
 RENDERER = web.AppKey("metrics_renderer", ThreadPoolExecutor)
 RUNTIME = web.AppKey("metrics_runtime", CollectorRegistry)
 
@@ -88,7 +88,7 @@ class DbGate:
     async def read(self, app: web.Application, timeout: float) -> Snapshot:
         if self.stuck >= MAX_STUCK_READS:
             raise TimeoutError
-        engine, config, cache = app[ROLLUP], app[CONFIG], app[CACHE]
+        engine, config, cache = app[ROLLUP], app[CONFIG], app[USAGE_CACHE]
         future = asyncio.ensure_future(run_db(lambda: read_snapshot(engine, config, cache)))
         future.add_done_callback(_retrieve)
         try:
@@ -174,7 +174,7 @@ async def metrics(request: web.Request) -> web.Response:
     # Rendering tens of thousands of samples is CPU work: keep the event loop free, in a pool
     # of its own that database threads stuck on an unreachable server cannot exhaust.
     body, content_type, gzipped = await asyncio.get_running_loop().run_in_executor(
-        app[RENDERER], render, app[CACHE], snap.usage, families, accept, gzip_ok
+        app[RENDERER], render, app[USAGE_CACHE], snap.usage, families, accept, gzip_ok
     )
     response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
     response.headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
@@ -189,7 +189,7 @@ async def prewarm_once(app: web.Application) -> None:
 
     Only new immutable families are built and swapped in; nothing a scrape holds is mutated.
     """
-    cache = app[CACHE]
+    cache = app[USAGE_CACHE]
     if not cache.formats:
         return  # nobody scrapes this replica
     try:
@@ -221,7 +221,7 @@ async def prewarming(app: web.Application) -> AsyncIterator[None]:
 
 def setup(app: web.Application) -> None:
     app[CONFIG] = MetricsConfig.from_settings(app[SETTINGS])
-    app[CACHE] = UsageCache()
+    app[USAGE_CACHE] = UsageCache()
     app[GATE] = DbGate()
     app[RENDERER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="metrics-render")
     app[RUNTIME] = runtime.registry()
