@@ -209,6 +209,12 @@ COMMANDS: dict[str, Command] = {
             (*ROLLUP, *SOURCE),
         ),
         Command(
+            "config",
+            "print the effective configuration: every DASHBOARD_METRICS_* setting, its value "
+            "(secrets masked) and where it came from; --check only validates it",
+            (*ROLLUP, *SOURCE, *HTTP, "tick_seconds", "health_port"),
+        ),
+        Command(
             "report",
             "the numbers in a terminal: per organization, totals of each metric, a daily "
             "sparkline and the top cost days, from the rollups",
@@ -323,6 +329,14 @@ def _command_flags(name: str, sub: argparse.ArgumentParser) -> None:
             help="UTC days up to now, today included (default 7, at most 365)",
         )
         sub.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    elif name == "config":
+        sub.add_argument(
+            "--check",
+            action="store_true",
+            help="print only whether the configuration is valid; exit 1 when a "
+            "DASHBOARD_METRICS_* variable is not a setting (a misspelt name is otherwise ignored)",
+        )
+        sub.add_argument("--json", action="store_true", help="print the configuration as JSON")
     elif name == "completion":
         sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
 
