@@ -280,6 +280,11 @@ def test_a_bad_flag_value_names_the_flag(tmp_path: Path) -> None:
         cli("migrate", "--rollup-schema", "Bad", cwd=tmp_path, DASHBOARD_METRICS_PORT="80")
     )
     assert "--rollup-schema" in line and "DASHBOARD_METRICS_ROLLUP_SCHEMA" not in line
+    # Flags are read by the same schema as the variables.
+    line = one_line_error(cli("aggregate", "--tick-seconds", "soon", cwd=tmp_path))
+    assert "--tick-seconds: expected seconds or a duration such as 30s, 5m, 1h" in line
+    line = one_line_error(cli("serve", "--port", "0", cwd=tmp_path))
+    assert "--port: must be greater than or equal to 1, got '0'" in line
     # A flag replaces a bad variable before anything is validated.
     ok = cli(
         "migrate",
@@ -309,7 +314,15 @@ def test_serve_refuses_an_open_bind_before_anything_else(tmp_path: Path) -> None
 
 def test_config_prints_the_effective_configuration_masked(tmp_path: Path) -> None:
     result = cli(
-        "config", "--port", "9001", cwd=tmp_path, DASHBOARD_METRICS_TICK_SECONDS="2m", **SECRETS
+        "config",
+        "--port",
+        "9001",
+        "--health-port",
+        "9002",
+        cwd=tmp_path,
+        DASHBOARD_METRICS_TICK_SECONDS="2m",
+        DASHBOARD_METRICS_HEALTH_PORT="8081",
+        **SECRETS,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -319,6 +332,7 @@ def test_config_prints_the_effective_configuration_masked(tmp_path: Path) -> Non
     assert len(lines) == len(dataclasses.fields(Settings))  # every setting
     assert lines["DASHBOARD_METRICS_PORT"].split()[1:] == ["9001", "(--port)"]
     assert lines["DASHBOARD_METRICS_TICK_SECONDS"].split()[1:] == ["120.0", "(environment)"]
+    assert lines["DASHBOARD_METRICS_HEALTH_PORT"].split()[1:] == ["9002", "(--health-port)"]
     assert lines["DASHBOARD_METRICS_HOST"].split()[1:] == ["127.0.0.1", "(default)"]
     assert "**********=org_a,org_b; **********=*" in lines["DASHBOARD_METRICS_API_KEYS"]
     assert "basic:prom:**********" in lines["DASHBOARD_METRICS_METRICS_AUTH"]
