@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.core.settings import parse_api_keys
 from dashboard_metrics.exporter.api.errors import ApiError
 from dashboard_metrics.exporter.secrets import header_bytes
 
@@ -32,19 +32,8 @@ def _digest(key: str) -> bytes:
 
 
 def parse_keys(spec: str) -> list[Grant]:
-    grants = []
-    for index, entry in enumerate(e.strip() for e in spec.split(";")):
-        if not entry:
-            continue
-        key, sep, orgs = entry.partition("=")
-        names = frozenset(o.strip() for o in orgs.split(",") if o.strip())
-        if not sep or not key.strip() or not names:
-            # Name the entry by position only: the message must not reveal the key.
-            raise ConfigError(
-                f"DASHBOARD_METRICS_API_KEYS: entry {index + 1} is not KEY=org[,org...] or KEY=*"
-            )
-        grants.append(Grant(_digest(key.strip()), names))
-    return grants
+    """The grants of DASHBOARD_METRICS_API_KEYS (its syntax is checked with the settings)."""
+    return [Grant(_digest(key), orgs) for key, orgs in parse_api_keys(spec)]
 
 
 class Authenticator:

@@ -317,7 +317,7 @@ async def test_rollup_database_outage_is_503_and_recovers(pg_h: Harness) -> None
     org = seed(h, events=5)[0].string_id
     proxy = Proxy()
     await proxy.start()
-    url = h.settings.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = h.settings.rollup_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     settings = replace(h.settings, database_url=url)
     rollup = rollup_engine(settings, writer=False)
     app = create_app(settings, clock=h.clock, rollup=rollup, source=h.source)

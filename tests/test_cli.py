@@ -156,7 +156,7 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_bad_url_is_a_one_line_error(tmp_path: Path) -> None:
-    result = run(Settings(database_url="not a url"), "migrate")
+    result = run(Settings(), "migrate", DASHBOARD_METRICS_DATABASE_URL="not a url")
     assert result.returncode == 2
     assert "DASHBOARD_METRICS_DATABASE_URL" in one_line_error(result)
 

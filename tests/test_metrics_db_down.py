@@ -108,7 +108,7 @@ async def test_database_down_then_back(pg: Harness) -> None:
         populate(h, [h.org(), h.org()])
         h.aggregator.tick()
         async with proxied(h) as proxy:
-            url = h.settings.database_url.replace(":5432/", f":{proxy.port}/")
+            url = h.settings.rollup_url.replace(":5432/", f":{proxy.port}/")
             async with serving(h, database_url=url) as client:
                 up = parse(await scrape(client))
                 assert value(up, "dashboard_metrics_database_up") == 1

@@ -95,7 +95,7 @@ def served(pg: Harness, tmp_path: Path) -> Iterator[Prom]:
     port, prom_port = free_port(), free_port()
     env = {
         **os.environ,
-        "DASHBOARD_METRICS_DATABASE_URL": pg.settings.database_url,
+        "DASHBOARD_METRICS_DATABASE_URL": pg.settings.rollup_url,
         "DASHBOARD_METRICS_DATA_DIR": str(tmp_path),
     }
     log = (tmp_path / "serve.log").open("w")

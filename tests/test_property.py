@@ -169,7 +169,7 @@ def fresh_harness(template: Settings) -> Harness:
         directory = Path(tempfile.mkdtemp(prefix="dm-prop-"))
         db = Settings(data_dir=directory, database_url=f"sqlite:///{directory / 'dm.db'}")
     else:
-        reset_pg(template.database_url)
+        reset_pg(template.rollup_url)
         db = template
     return Harness(db, FakeClock(utc(2026, 6, 30, 22, 10)))
 

@@ -214,7 +214,7 @@ async def test_readiness_reports_states_only(pg_h: Harness) -> None:
     org = seed(h, orgs=1, events=5)[0].string_id
     proxy = Proxy()
     await proxy.start()
-    url = h.settings.database_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = h.settings.rollup_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     settings = replace(h.settings, database_url=url, redis_url=dead_redis)
     reader = rollup_engine(settings, writer=False)

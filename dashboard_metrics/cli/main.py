@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -22,28 +23,26 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "PROG", "CommandError", "build_parser", "main"]
 
 log = logging.getLogger("dashboard_metrics.cli")
-ENV_PREFIX = "DASHBOARD_METRICS_"
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The environment's settings with the flags given on top. A bad flag value is reported
-    under the flag's name, not the variable's."""
-    from dashboard_metrics.core.settings import ConfigError, from_env
+    """The environment's settings with the flags given on top, validated as a whole. A bad
+    flag value is reported under the flag's name, not the variable's."""
+    from dashboard_metrics.core.settings import ConfigError, env_name, from_env
 
-    env = from_env()
     given = {name: getattr(args, name, None) for name in SETTING_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
-    if "data_dir" in given:
-        from pathlib import Path
-
-        given["data_dir"] = Path(str(given["data_dir"]))
     try:
-        return env.with_overrides(**given)
+        return from_env(overrides=given)
     except ConfigError as exc:
         message = str(exc)
         for name in given:
-            message = message.replace(f"{ENV_PREFIX}{name.upper()}", SETTING_FLAGS[name].flag)
+            message = re.sub(rf"\b{env_name(name)}\b", SETTING_FLAGS[name].flag, message)
         raise ConfigError(message) from None
+
+
+# The commands that bind the HTTP service: the bind rule is part of their configuration.
+BINDS = ("serve", "up")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -52,11 +51,22 @@ def _run(args: argparse.Namespace) -> int:
 
         sys.stdout.write(script(build_parser(), args.shell))
         return 0
-    from dashboard_metrics.cli import commands
     from dashboard_metrics.core import logs
+    from dashboard_metrics.core.settings import ConfigError, bind_refusal
 
+    # Every command starts by validating the whole configuration (/metrics and API settings
+    # included, whether or not it serves them), before it touches anything.
     settings = settings_from(args)
     logs.setup(settings.log_level)
+    logs.redact(settings.secrets())
+    if args.command in BINDS and (refusal := bind_refusal(settings)) is not None:
+        raise ConfigError(refusal)
+    if args.command == "config":
+        from dashboard_metrics.cli.config import run_config
+
+        return run_config(settings, args)
+    from dashboard_metrics.cli import commands
+
     return commands.RUN[args.command](settings, args)
 
 

@@ -50,23 +50,6 @@ def non_negative(value: str) -> int:
     return number
 
 
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
-
-
-def port_number(value: str) -> int:
-    number = non_negative(value)
-    if number > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {value!r}")
-    return number
-
-
 def timestamp(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -85,7 +68,8 @@ class SettingFlag:
     setting: str
     flag: str
     help: str
-    kind: Callable[[str], object] | None = None  # argparse type
+    kind: Callable[[str], object] | None = None  # argparse type; by default the settings
+    # schema reads the value (core/settings.py), as it reads the variable's
     switch: bool = False  # a store_true flag
 
     def add_to(self, group: argparse._ArgumentGroup) -> None:
@@ -127,7 +111,7 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
             "source_schema", "--source-schema", "source schema (default 'unstract' on PostgreSQL)"
         ),
         SettingFlag("host", "--host", "bind address (default 127.0.0.1)"),
-        SettingFlag("port", "--port", "HTTP port (default 8080)", kind=port_number),
+        SettingFlag("port", "--port", "HTTP port (default 8080)"),
         SettingFlag(
             "redis_url", "--redis-url", "Redis for the API cache (default: in-process cache)"
         ),
@@ -140,14 +124,12 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
         SettingFlag(
             "tick_seconds",
             "--tick-seconds",
-            "aggregator tick interval in seconds (default 60)",
-            kind=positive_float,
+            "aggregator tick interval: seconds, or a duration such as 30s or 5m (default 60)",
         ),
         SettingFlag(
             "health_port",
             "--health-port",
             "serve /healthz and /readyz for probes on this port (default 0: off)",
-            kind=port_number,
         ),
     )
 }
@@ -207,6 +189,12 @@ COMMANDS: dict[str, Command] = {
             "doctor",
             "check connectivity, source schema, recommended source indexes, aggregator lag",
             (*ROLLUP, *SOURCE),
+        ),
+        Command(
+            "config",
+            "print the effective configuration: every DASHBOARD_METRICS_* setting, its value "
+            "(secrets masked) and where it came from; --check only validates it",
+            (*ROLLUP, *SOURCE, *HTTP, "tick_seconds", "health_port"),
         ),
         Command(
             "report",
@@ -331,6 +319,16 @@ def _report_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
 
+def _config_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--check",
+        action="store_true",
+        help="print only whether the configuration is valid; exit 1 when a "
+        "DASHBOARD_METRICS_* variable is not a setting (a misspelt name is otherwise ignored)",
+    )
+    sub.add_argument("--json", action="store_true", help="print the configuration as JSON")
+
+
 def _completion_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
 
@@ -343,6 +341,7 @@ COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "generate-test-data": _generate_test_data_flags,
     "dashboards": _dashboards_flags,
     "report": _report_flags,
+    "config": _config_flags,
     "completion": _completion_flags,
 }
 

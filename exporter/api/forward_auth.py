@@ -155,7 +155,7 @@ FORWARD_AUTH = web.AppKey("forward_auth", ForwardAuth)  # absent: no gate config
 def setup(app: web.Application, settings: Settings) -> ForwardAuth | None:
     gate = (
         ForwardAuth(
-            settings.forward_auth_url,
+            settings.forward_auth_url.get_secret_value(),
             settings.forward_auth_ttl_seconds,
             settings.forward_auth_timeout_seconds,
         )

@@ -59,9 +59,9 @@ def _handler(
 
 def setup(app: web.Application) -> None:
     settings = app[SETTINGS]
-    auth = Authenticator(parse_keys(settings.api_keys))
+    auth = Authenticator(parse_keys(settings.api_keys.get_secret_value()))
     cache = ResilientCache(
-        make_backend(settings.redis_url, settings.cache_max_bytes),
+        make_backend(settings.redis_url.get_secret_value(), settings.cache_max_bytes),
         app[STATS],
         enabled=settings.cache_enabled,
         max_bytes=settings.cache_max_bytes,

@@ -5,14 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import re
 from dataclasses import dataclass
 from importlib import metadata
 
-from dashboard_metrics.core.settings import ENV_PREFIX, ConfigError, Settings
+from dashboard_metrics.core.settings import Settings, parse_metrics_auth
 from dashboard_metrics.exporter.secrets import header_bytes
-
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -39,16 +36,9 @@ class Credentials:
 
 
 def parse_auth(raw: str) -> Credentials | None:
-    setting = f"{ENV_PREFIX}METRICS_AUTH"
-    if not raw:
-        return None
-    kind, _, rest = raw.partition(":")
-    if kind == "bearer" and rest:
-        return Credentials("Bearer", rest.encode())
-    if kind == "basic" and ":" in rest and rest.partition(":")[0]:
-        return Credentials("Basic", rest.encode())
-    # Never echo the value: it is a secret.
-    raise ConfigError(f"{setting}: expected 'bearer:TOKEN' or 'basic:USER:PASSWORD'")
+    """DASHBOARD_METRICS_METRICS_AUTH as credentials (its syntax is checked with the settings)."""
+    parsed = parse_metrics_auth(raw)
+    return None if parsed is None else Credentials(parsed[0], parsed[1].encode())
 
 
 def build_version() -> str:
@@ -68,16 +58,11 @@ class MetricsConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricsConfig:
-        if not _NAME.match(settings.namespace):
-            raise ConfigError(
-                f"{ENV_PREFIX}NAMESPACE: not a Prometheus metric name prefix: "
-                f"{settings.namespace!r}"
-            )
         allow = frozenset(o.strip() for o in settings.metrics_org_allowlist.split(",") if o.strip())
         return cls(
             namespace=settings.namespace,
             allowlist=allow or None,
             top_n=settings.metrics_top_n,
-            auth=parse_auth(settings.metrics_auth),
+            auth=parse_auth(settings.metrics_auth.get_secret_value()),
             version=build_version(),
         )
