@@ -20,7 +20,7 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
-from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
 from dashboard_metrics.core.timeutil import utcnow
 
@@ -140,7 +140,7 @@ def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Fin
         for engine, what in ((source, "source"), (rollup, "rollup")):
             try:
                 check_connect(engine, what)
-                findings.append(Finding("ok", f"{what} database", redact(str(engine.url))))
+                findings.append(Finding("ok", f"{what} database", mask_url(str(engine.url))))
             except DatabaseError as exc:
                 findings.append(Finding("fail", f"{what} database", str(exc)))
         if findings[0].level == "ok":

@@ -16,8 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from dashboard_metrics.aggregator import changes, totals
 from dashboard_metrics.aggregator.recompute import Plan, Written, execute
 from dashboard_metrics.core import runstats, state
-from dashboard_metrics.core.coverage import Coverage, coverage_at, parse_time
-from dashboard_metrics.core.schema import RETENTION, Retention
+from dashboard_metrics.core.coverage import RETENTION, Coverage, Retention, coverage_at, parse_time
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import HOUR, Clock, hours_between, utcnow
 
@@ -226,7 +225,7 @@ class Aggregator:
             changed = bool(result.rows_written or sum(result.cleaned.values()))
             if changed:
                 totals.refresh_totals(conn, now)
-            result.generation = int(stored.get(state.GENERATION) or 0) + int(changed)
+            result.generation = state.generation_in(stored) + int(changed)
             result.duration_seconds = self.monotonic() - began
             values = tick_state(stored, scanned, result, changed, self.pending_failures)
             state.put(conn, values, now)

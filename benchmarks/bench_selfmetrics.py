@@ -34,7 +34,7 @@ from dashboard_metrics.exporter.metrics import service
 from dashboard_metrics.exporter.metrics.usage import FamiliesCollector
 from dashboard_metrics.exporter.stats import HTTP_BUCKETS, ServiceStats
 
-PREFIX = service.PREFIX
+PREFIX = service.METRIC_PREFIX
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 # -- the candidate: prometheus_client metrics in a registry of the app's own -------------------

@@ -28,7 +28,7 @@ from dashboard_metrics.dashboards.rules import HTTP_5XX_RULE, HTTP_RATE_RULE
 UID = "dm-pipeline-health"
 P = "dashboard_metrics"
 TICK = f"{P}_tick_duration_seconds"
-TICK_BUCKETS = f"{TICK}_bucket"
+TICK_BUCKET_SERIES = f"{TICK}_bucket"
 HTTP = f"{P}_http_request_duration_seconds"
 CACHE = f"{P}_cache_requests_total"
 UP = f'up{{job="{JOB}"}}'
@@ -167,7 +167,7 @@ def tick_duration_queries() -> list[prom.Dataquery]:
     """p50/p95/p99 of the tick duration histogram, and its mean."""
     quantiles = [
         promql(
-            quantile(q, TICK_BUCKETS, "$__rate_interval", match=ALL),
+            quantile(q, TICK_BUCKET_SERIES, "$__rate_interval", match=ALL),
             legend=f"p{round(q * 100)}",
             ref=ref,
         )

@@ -67,7 +67,7 @@ def schema_variable() -> db.ConstantVariable:
     )
 
 
-def organization_variable() -> db.QueryVariable:
+def sql_organization_variable() -> db.QueryVariable:
     query = f"SELECT DISTINCT organization_id FROM {table('event_metrics_monthly')} ORDER BY 1"
     return (
         db.QueryVariable("organization")
@@ -168,7 +168,7 @@ def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
         "dashboard-metrics / Usage history",
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
         f"the tier the range selects, as the JSON API does: {TIER_RULE}.",
-        [rollups_variable(), schema_variable(), organization_variable()],
+        [rollups_variable(), schema_variable(), sql_organization_variable()],
         sections(metrics),
         time_from="now-1y",
     )

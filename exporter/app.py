@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import hdrs, web
 from sqlalchemy.engine import Engine
@@ -19,14 +19,12 @@ from dashboard_metrics.exporter.api.errors import error_response
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.metrics import handler as metrics_handler
-from dashboard_metrics.exporter.metrics.timing import http_timing
+from dashboard_metrics.exporter.metrics.timing import Handler, http_timing
 from dashboard_metrics.exporter.schema import require_schema
 from dashboard_metrics.exporter.server import SERVER_NAME
 from dashboard_metrics.exporter.stats import STATS, ServiceStats
 
 log = logging.getLogger("dashboard_metrics.http")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # Headers of an aiohttp HTTPException that describe its text/plain body, not the error.

@@ -28,8 +28,8 @@ from dashboard_metrics.aggregator.engine import (
     tick_state,
 )
 from dashboard_metrics.core import state
-from dashboard_metrics.core.coverage import Coverage
-from dashboard_metrics.core.schema import DAILY_RETENTION, HOURLY_RETENTION, RETENTION, TIERS
+from dashboard_metrics.core.coverage import DAILY_RETENTION, HOURLY_RETENTION, RETENTION, Coverage
+from dashboard_metrics.core.schema import TIERS
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.values import Agg, RowKey, RowSums
 from tests.harness import FakeClock, utc

@@ -30,7 +30,7 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
-from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.state import request_recompute
 from dashboard_metrics.core.timeutil import utcnow
 
@@ -44,7 +44,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
     path = sqlite_file(settings.rollup_url)
-    where = str(path.resolve()) if path else redact(settings.rollup_url)
+    where = str(path.resolve()) if path else mask_url(settings.rollup_url)
     if before == after:
         print(f"rollup schema is up to date ({where})")
     else:

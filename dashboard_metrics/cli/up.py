@@ -25,7 +25,7 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
-from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.timeutil import utcnow
 from dashboard_metrics.exporter.app import create_app
 from dashboard_metrics.exporter.serve import check_bind
@@ -98,7 +98,7 @@ def up(settings: Settings) -> int:
     source = source_engine(settings)
     check_connect(rollup, "rollup")
     where = sqlite_file(settings.rollup_url)
-    print(f"data: {where.resolve() if where else redact(settings.rollup_url)}", flush=True)
+    print(f"data: {where.resolve() if where else mask_url(settings.rollup_url)}", flush=True)
     schema = settings.effective_source_schema
     fresh = _fresh(source, schema)
     if fresh:

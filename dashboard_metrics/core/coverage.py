@@ -3,12 +3,13 @@ plans recomputes by it and the readers choose their tiers by it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from dashboard_metrics.core import state
+from dashboard_metrics.core.schema import DAILY, HOURLY, Granularity, Tier
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import day_start
 
@@ -73,3 +74,49 @@ def coverage_at(settings: Settings, stored: dict[str, Any], now: datetime) -> Co
         parse_time(hourly_floor),
         None if daily_floor is None else date.fromisoformat(daily_floor),
     )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """A tier that retention cleans: when, how far back, and what it records in
+    aggregator_state. Monthly rows are kept forever and have none."""
+
+    tier: Tier
+    days: Callable[[Settings], int]  # the days the tier keeps
+    cleanup_at: Callable[[Settings], str]  # HH:MM (UTC) of the scheduled cleanup
+    weekday: int | None  # the scheduled cleanup's weekday (Monday=0); None: every day
+    floor_key: str  # a cleanup deleted every row before this period
+    untrusted_key: str | None = None  # days whose rows may be incomplete (pruned with them)
+
+    @property
+    def last_key(self) -> str:
+        """When the scheduled cleanup last ran."""
+        return f"last_cleanup:{self.tier.name}"
+
+    def bound(self, cutoff: datetime) -> date:
+        """The first period kept when rows older than ``cutoff`` go: an hour or a day."""
+        return cutoff if self.tier.granularity is Granularity.HOUR else cutoff.date()
+
+    def parse(self, period: str) -> date:
+        """A stored period of this tier (an ISO hour or day)."""
+        if self.tier.granularity is Granularity.HOUR:
+            return datetime.fromisoformat(period)
+        return date.fromisoformat(period)
+
+
+HOURLY_RETENTION = Retention(
+    HOURLY,
+    days=lambda s: s.hourly_retention_days,
+    cleanup_at=lambda s: s.hourly_cleanup_at,
+    weekday=None,
+    floor_key=state.HOURLY_DELETED_BEFORE,
+    untrusted_key=state.HOURLY_UNTRUSTED,
+)
+DAILY_RETENTION = Retention(
+    DAILY,
+    days=lambda s: s.daily_retention_days,
+    cleanup_at=lambda s: s.daily_cleanup_at,
+    weekday=6,  # Sundays
+    floor_key=state.DAILY_DELETED_BEFORE,
+)
+RETENTION = {r.tier.name: r for r in (HOURLY_RETENTION, DAILY_RETENTION)}

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.sql import Executable
 
-from dashboard_metrics.core.settings import Settings, redact
+from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
 
 
@@ -169,7 +169,7 @@ def probe(engine: Engine, query: Executable | None = None) -> str | None:
 def check_connect(engine: Engine, what: str) -> None:
     why = probe(engine)
     if why is not None:
-        raise DatabaseError(f"{what} database {redact(str(engine.url))} is unreachable: {why}")
+        raise DatabaseError(f"{what} database {mask_url(str(engine.url))} is unreachable: {why}")
 
 
 def missing_source_tables(engine: Engine, schema: str | None) -> list[str]:
@@ -185,7 +185,7 @@ def require_source_tables(engine: Engine, settings: Settings) -> None:
     if missing:
         where = f"schema {schema!r} of " if schema else ""
         raise DatabaseError(
-            f"source tables missing in {where}{redact(str(engine.url))}: {', '.join(missing)} "
+            f"source tables missing in {where}{mask_url(str(engine.url))}: {', '.join(missing)} "
             "(point DASHBOARD_METRICS_SOURCE_DATABASE_URL/SOURCE_SCHEMA at an Unstract database, "
             "or run `dashboard-metrics generate-test-data`)"
         )

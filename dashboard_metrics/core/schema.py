@@ -5,11 +5,10 @@ import this module."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -30,9 +29,6 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from dashboard_metrics.core.sqltypes import UTCDateTime
-
-if TYPE_CHECKING:
-    from dashboard_metrics.core.settings import Settings
 
 rollup_metadata = MetaData()
 
@@ -107,57 +103,6 @@ HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)
 DAILY = Tier("daily", event_metrics_daily, "date", Granularity.DAY)
 MONTHLY = Tier("monthly", event_metrics_monthly, "month", Granularity.MONTH)
 TIERS = {tier.name: tier for tier in (HOURLY, DAILY, MONTHLY)}
-
-# aggregator_state keys that retention keeps (core/state.py exports them with the others).
-HOURLY_UNTRUSTED = "hourly_untrusted_days"
-HOURLY_DELETED_BEFORE = "hourly_deleted_before"
-DAILY_DELETED_BEFORE = "daily_deleted_before"
-
-
-@dataclass(frozen=True)
-class Retention:
-    """A tier that retention cleans: when, how far back, and what it records in
-    aggregator_state. Monthly rows are kept forever and have none."""
-
-    tier: Tier
-    days: Callable[[Settings], int]  # the days the tier keeps
-    cleanup_at: Callable[[Settings], str]  # HH:MM (UTC) of the scheduled cleanup
-    weekday: int | None  # the scheduled cleanup's weekday (Monday=0); None: every day
-    floor_key: str  # a cleanup deleted every row before this period
-    untrusted_key: str | None = None  # days whose rows may be incomplete (pruned with them)
-
-    @property
-    def last_key(self) -> str:
-        """When the scheduled cleanup last ran."""
-        return f"last_cleanup:{self.tier.name}"
-
-    def bound(self, cutoff: datetime) -> date:
-        """The first period kept when rows older than ``cutoff`` go: an hour or a day."""
-        return cutoff if self.tier.granularity is Granularity.HOUR else cutoff.date()
-
-    def parse(self, period: str) -> date:
-        """A stored period of this tier (an ISO hour or day)."""
-        if self.tier.granularity is Granularity.HOUR:
-            return datetime.fromisoformat(period)
-        return date.fromisoformat(period)
-
-
-HOURLY_RETENTION = Retention(
-    HOURLY,
-    days=lambda s: s.hourly_retention_days,
-    cleanup_at=lambda s: s.hourly_cleanup_at,
-    weekday=None,
-    floor_key=HOURLY_DELETED_BEFORE,
-    untrusted_key=HOURLY_UNTRUSTED,
-)
-DAILY_RETENTION = Retention(
-    DAILY,
-    days=lambda s: s.daily_retention_days,
-    cleanup_at=lambda s: s.daily_cleanup_at,
-    weekday=6,  # Sundays
-    floor_key=DAILY_DELETED_BEFORE,
-)
-RETENTION = {r.tier.name: r for r in (HOURLY_RETENTION, DAILY_RETENTION)}
 
 Ranges = Sequence[tuple[Any, Any]]
 

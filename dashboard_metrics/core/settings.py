@@ -226,7 +226,7 @@ def _as_validator(parse: Callable[[str], object]) -> Callable[[SecretStr], Secre
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Seconds = Annotated[float, BeforeValidator(_duration)]
 WholeSeconds = Annotated[int, BeforeValidator(_duration)]
-Clock = Annotated[str, AfterValidator(_clock)]
+TimeOfDay = Annotated[str, AfterValidator(_clock)]
 DatabaseUrl = Annotated[SecretUrl, AfterValidator(_database_url)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PortOrOff = Annotated[int, Field(ge=0, le=65535)]
@@ -258,11 +258,11 @@ class Settings:
     tick_seconds: Annotated[Seconds, Field(gt=0)] = 60.0
     change_overlap_seconds: Annotated[Seconds, Field(ge=0)] = 300.0
     reconcile_days: PositiveInt = 7
-    reconcile_at: Clock = "04:40"
+    reconcile_at: TimeOfDay = "04:40"
     hourly_retention_days: PositiveInt = 30
     daily_retention_days: PositiveInt = 365
-    hourly_cleanup_at: Clock = "02:00"
-    daily_cleanup_at: Clock = "03:00"
+    hourly_cleanup_at: TimeOfDay = "02:00"
+    daily_cleanup_at: TimeOfDay = "03:00"
     statement_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 30.0
     log_level: LogLevel = "INFO"
     namespace: Annotated[str, AfterValidator(_namespace)] = "unstract"
@@ -453,14 +453,3 @@ def bind_refusal(settings: Settings) -> str | None:
         f"{ENV_PREFIX}FORWARD_AUTH_URL; set keys, bind "
         f"127.0.0.1, or pass --allow-unauthenticated ({ENV_PREFIX}ALLOW_UNAUTHENTICATED=1)"
     )
-
-
-def redact(url: str) -> str:
-    """A database URL safe to log: the password replaced."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"

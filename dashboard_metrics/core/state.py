@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection, Engine
 
-from dashboard_metrics.core import schema
 from dashboard_metrics.core.schema import aggregator_state
 from dashboard_metrics.core.upsert import upsert_rows
 
@@ -23,10 +22,10 @@ LAST_TICK = "last_tick"
 LAST_RECONCILE = "last_reconcile"
 TICKS_TOTAL = "ticks_total"
 TICK_FAILURES_TOTAL = "tick_failures_total"
-# The keys retention keeps (core/schema.py, beside its table of tiers).
-HOURLY_UNTRUSTED = schema.HOURLY_UNTRUSTED
-HOURLY_DELETED_BEFORE = schema.HOURLY_DELETED_BEFORE
-DAILY_DELETED_BEFORE = schema.DAILY_DELETED_BEFORE
+# The keys retention keeps (RETENTION in core/coverage.py).
+HOURLY_UNTRUSTED = "hourly_untrusted_days"
+HOURLY_DELETED_BEFORE = "hourly_deleted_before"
+DAILY_DELETED_BEFORE = "daily_deleted_before"
 
 
 # Event time ranges the next tick recomputes (request_recompute). A list of [start, end) ISO pairs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,12 +35,10 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
-    pk = _org_pk(conn, org)
-    if pk is None:
-        return []
+def _recent_files(conn: Connection, pk: int, limit: int) -> Sequence[Any]:
+    """The organization's newest file executions with their workflow."""
     wfe, we, wf = st.workflow_file_execution, st.workflow_execution, st.workflow
-    files = conn.execute(
+    return conn.execute(
         select(
             wfe.c.id,
             wfe.c.workflow_execution_id,
@@ -59,30 +58,47 @@ def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
         .order_by(wfe.c.created_at.desc(), wfe.c.id)
         .limit(limit)
     ).all()
-    pipeline_ids = {row.pipeline_id for row in files if row.pipeline_id}
-    # Unstract's mapping: an ETL pipeline of the org is "etl", else an API deployment of the
-    # org is "api", else (manual runs, TASK pipelines, anything unknown) "workflow".
+
+
+def _run_kinds(conn: Connection, pk: int, pipeline_ids: set[str]) -> dict[str, str]:
+    """Unstract's mapping: an ETL pipeline of the org is "etl", else an API deployment of the
+    org is "api", else (manual runs, TASK pipelines, anything unknown) "workflow"."""
     kinds: dict[str, str] = {}
-    if pipeline_ids:
-        apis = select(st.api_deployment.c.id).where(
-            st.api_deployment.c.id.in_(pipeline_ids), st.api_deployment.c.organization_id == pk
-        )
-        kinds.update({aid: "api" for (aid,) in conn.execute(apis)})
-        etl = select(st.pipeline.c.id).where(
-            st.pipeline.c.id.in_(pipeline_ids),
-            st.pipeline.c.organization_id == pk,
-            st.pipeline.c.pipeline_type == "ETL",
-        )
-        kinds.update({pid: "etl" for (pid,) in conn.execute(etl)})
-    usage: dict[str, tuple[int, float]] = {}
-    if files:
-        u = st.usage
-        totals = (
-            select(u.c.run_id, func.sum(u.c.total_tokens), func.sum(u.c.cost_in_dollars))
-            .where(u.c.run_id.in_([row.id for row in files]), u.c.organization_id == pk)
-            .group_by(u.c.run_id)
-        )
-        usage = {rid: (int(t or 0), float(c or 0)) for rid, t, c in conn.execute(totals)}
+    if not pipeline_ids:
+        return kinds
+    apis = select(st.api_deployment.c.id).where(
+        st.api_deployment.c.id.in_(pipeline_ids), st.api_deployment.c.organization_id == pk
+    )
+    kinds.update({aid: "api" for (aid,) in conn.execute(apis)})
+    etl = select(st.pipeline.c.id).where(
+        st.pipeline.c.id.in_(pipeline_ids),
+        st.pipeline.c.organization_id == pk,
+        st.pipeline.c.pipeline_type == "ETL",
+    )
+    kinds.update({pid: "etl" for (pid,) in conn.execute(etl)})
+    return kinds
+
+
+def _run_usage(conn: Connection, pk: int, run_ids: list[str]) -> dict[str, tuple[int, float]]:
+    """Tokens and cost per file execution (usage.run_id)."""
+    if not run_ids:
+        return {}
+    u = st.usage
+    totals = (
+        select(u.c.run_id, func.sum(u.c.total_tokens), func.sum(u.c.cost_in_dollars))
+        .where(u.c.run_id.in_(run_ids), u.c.organization_id == pk)
+        .group_by(u.c.run_id)
+    )
+    return {rid: (int(t or 0), float(c or 0)) for rid, t, c in conn.execute(totals)}
+
+
+def recent(conn: Connection, org: str, limit: int) -> list[dict[str, Any]]:
+    pk = _org_pk(conn, org)
+    if pk is None:
+        return []
+    files = _recent_files(conn, pk, limit)
+    kinds = _run_kinds(conn, pk, {row.pipeline_id for row in files if row.pipeline_id})
+    usage = _run_usage(conn, pk, [row.id for row in files])
     return [
         {
             "id": row.id,
@@ -137,20 +153,10 @@ def _deployments(pk: int, kind: str) -> Subquery:
     )
 
 
-def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> list[dict[str, Any]]:
-    pk = _org_pk(conn, org)
-    if pk is None:
-        return []
-    we, u, wfe, pages = st.workflow_execution, st.usage, st.workflow_file_execution, st.page_usage
-    d = _deployments(pk, kind)
-    if kind == "WF":
-        on = and_(we.c.workflow_id == d.c.id, we.c.pipeline_id.is_(None))
-    else:
-        on = we.c.pipeline_id == d.c.id
-    hours = [(rng.first_hour, rng.end_hour)]
-    window = in_ranges(we.c.created_at, hours)
-    runs = d.join(we, and_(on, window))
-    executions = conn.execute(
+def _executions(conn: Connection, d: Subquery, runs: Any) -> Sequence[Any]:
+    """Per deployment: executions, completed, failed, first and last start."""
+    we = st.workflow_execution
+    return conn.execute(
         select(
             d.c.id,
             d.c.name,
@@ -163,6 +169,13 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
         .select_from(runs)
         .group_by(d.c.id, d.c.name)
     ).all()
+
+
+def _llm_calls(
+    conn: Connection, d: Subquery, runs: Any, hours: list[tuple[datetime, datetime]]
+) -> dict[str, tuple[int, float, int]]:
+    """Per deployment: tokens, cost and LLM calls of its executions within ``hours``."""
+    we, u = st.workflow_execution, st.usage
     llm = conn.execute(
         select(
             d.c.id, func.sum(u.c.total_tokens), func.sum(u.c.cost_in_dollars), func.count(u.c.id)
@@ -179,7 +192,12 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
         )
         .group_by(d.c.id)
     )
-    tokens = {row[0]: (int(row[1] or 0), float(row[2] or 0), int(row[3])) for row in llm}
+    return {row[0]: (int(row[1] or 0), float(row[2] or 0), int(row[3])) for row in llm}
+
+
+def _pages(conn: Connection, d: Subquery, runs: Any) -> dict[str, int]:
+    """Per deployment: pages processed by its executions' files."""
+    we, wfe, pages = st.workflow_execution, st.workflow_file_execution, st.page_usage
     page_rows = conn.execute(
         select(d.c.id, func.sum(pages.c.pages_processed))
         .select_from(
@@ -189,7 +207,24 @@ def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> l
         )
         .group_by(d.c.id)
     )
-    page_sums = {row[0]: int(row[1] or 0) for row in page_rows}
+    return {row[0]: int(row[1] or 0) for row in page_rows}
+
+
+def deployment_usage(conn: Connection, org: str, kind: str, rng: DateRange) -> list[dict[str, Any]]:
+    pk = _org_pk(conn, org)
+    if pk is None:
+        return []
+    we = st.workflow_execution
+    d = _deployments(pk, kind)
+    if kind == "WF":
+        on = and_(we.c.workflow_id == d.c.id, we.c.pipeline_id.is_(None))
+    else:
+        on = we.c.pipeline_id == d.c.id
+    hours = [(rng.first_hour, rng.end_hour)]
+    runs = d.join(we, and_(on, in_ranges(we.c.created_at, hours)))
+    executions = _executions(conn, d, runs)
+    tokens = _llm_calls(conn, d, runs, hours)
+    page_sums = _pages(conn, d, runs)
     out = []
     for dep_id, name, count, completed, failed, first, last in executions:
         total_tokens, cost, calls = tokens.get(dep_id, (0, 0.0, 0))

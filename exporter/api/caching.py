@@ -27,7 +27,7 @@ from dashboard_metrics.exporter.api.params import MetricFilter, parse_bool
 from dashboard_metrics.exporter.api.rollups import Cell, read_hours
 from dashboard_metrics.exporter.dbcall import run_db
 
-PREFIX = "dm:v1"
+KEY_PREFIX = "dm:v1"
 # Unstract's whole-response TTLs (seconds).
 RESPONSE_TTL = {
     "overview": 300,
@@ -44,7 +44,7 @@ def _encode(value: Any) -> bytes:
 
 def _bucket_keys(generation: int, org: str, hours: list[datetime], flt: MetricFilter) -> list[str]:
     tail = json.dumps([org, *flt.parts()], separators=(",", ":"))
-    return [f"{PREFIX}:{generation}:hour:{hour.isoformat()[:13]}:{tail}" for hour in hours]
+    return [f"{KEY_PREFIX}:{generation}:hour:{hour.isoformat()[:13]}:{tail}" for hour in hours]
 
 
 async def hourly_cells(
@@ -109,7 +109,7 @@ async def cached_response(
     refresh = parse_bool(request.query, "refresh")
     params = sorted((k, v) for k, v in request.query.items() if k != "refresh")
     digest = hashlib.sha256(_encode([org, params])).hexdigest()[:32]
-    key = f"{PREFIX}:{await api.generation()}:resp:{endpoint}:{digest}"
+    key = f"{KEY_PREFIX}:{await api.generation()}:resp:{endpoint}:{digest}"
     if not refresh:
         hit = await api.cache.get(key)
         if hit is not None:

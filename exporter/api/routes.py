@@ -23,7 +23,7 @@ from dashboard_metrics.exporter.cache import RESPONSE_CACHE, ResilientCache, mak
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.stats import STATS
 
-PREFIX = "/api/v1/unstract/{org_id}/metrics/"
+ROUTE_PREFIX = "/api/v1/unstract/{org_id}/metrics/"
 
 View = Callable[[web.Request, Api, str], Awaitable[web.StreamResponse]]
 
@@ -78,5 +78,5 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(close_cache)
     parameters = openapi.parameter_names()  # the document declares what each endpoint takes
     for path, view in ROUTES.items():
-        app.router.add_get(PREFIX + path, _handler(view, parameters[path]))
+        app.router.add_get(ROUTE_PREFIX + path, _handler(view, parameters[path]))
     openapi.setup(app)

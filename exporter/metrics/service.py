@@ -21,7 +21,7 @@ from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.schema import TIERS
 from dashboard_metrics.exporter.stats import HTTP_BUCKETS, DurationHistogram
 
-PREFIX = "dashboard_metrics"
+METRIC_PREFIX = "dashboard_metrics"
 CACHE_RESULTS = ("hit", "miss", "error")
 
 
@@ -51,14 +51,14 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
         ("tick_failures_total", state.TICK_FAILURES_TOTAL, "Aggregator ticks that failed"),
     ):
         family = CounterMetricFamily(
-            f"{PREFIX}_{name}", f"{what} (from aggregator_state; all aggregator processes)."
+            f"{METRIC_PREFIX}_{name}", f"{what} (from aggregator_state; all aggregator processes)."
         )
         family.add_metric([], int(values.get(key) or 0))
         families.append(family)
     stats = runstats.load(values.get(runstats.RUNSTATS))
     duration = stats["tick_duration"]
     histogram = HistogramMetricFamily(
-        f"{PREFIX}_tick_duration_seconds",
+        f"{METRIC_PREFIX}_tick_duration_seconds",
         "Wall time of committed aggregator ticks (from aggregator_state).",
         unit="seconds",
     )
@@ -68,7 +68,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
         sum_value=float(duration["sum"]),
     )
     written = CounterMetricFamily(
-        f"{PREFIX}_rows_written_total",
+        f"{METRIC_PREFIX}_rows_written_total",
         "Rollup rows written (inserted, updated or deleted) by aggregator ticks, per tier.",
         labels=["tier"],
     )
@@ -80,7 +80,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
         started = datetime.fromisoformat(last["started_at"])
         families.append(
             GaugeMetricFamily(
-                f"{PREFIX}_last_successful_tick_timestamp_seconds",
+                f"{METRIC_PREFIX}_last_successful_tick_timestamp_seconds",
                 "Start (Unix time) of the last committed aggregator tick: the rollups reflect "
                 "the source tables as of then.",
                 value=started.timestamp(),
@@ -89,7 +89,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
         )
         families.append(
             GaugeMetricFamily(
-                f"{PREFIX}_rollup_lag_seconds",
+                f"{METRIC_PREFIX}_rollup_lag_seconds",
                 "Seconds from the start of the last committed aggregator tick to this scrape.",
                 value=max(0.0, (now - started).total_seconds()),
                 unit="seconds",
@@ -100,7 +100,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
 
 def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metric:
     family = HistogramMetricFamily(
-        f"{PREFIX}_http_request_duration_seconds",
+        f"{METRIC_PREFIX}_http_request_duration_seconds",
         "HTTP request handling time of this service replica, by route template.",
         labels=["route", "method", "status_class"],
         unit="seconds",
@@ -117,17 +117,17 @@ def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metr
 def families(inputs: ServiceInputs) -> list[Metric]:
     # An OpenMetrics info family: dashboard_metrics_build_info{version="..."} 1 in both formats.
     info = InfoMetricFamily(
-        f"{PREFIX}_build", "Version of this dashboard-metrics service.", labels=["version"]
+        f"{METRIC_PREFIX}_build", "Version of this dashboard-metrics service.", labels=["version"]
     )
     info.add_metric([inputs.version], {})
     up = GaugeMetricFamily(
-        f"{PREFIX}_database_up",
+        f"{METRIC_PREFIX}_database_up",
         "1 when this scrape read the rollup database, 0 when it could not (usage families "
         "are then left out).",
         value=1 if inputs.database_up else 0,
     )
     cache = CounterMetricFamily(
-        f"{PREFIX}_cache_requests_total",
+        f"{METRIC_PREFIX}_cache_requests_total",
         "JSON API cache lookups of this service replica, by result.",
         labels=["result"],
     )
