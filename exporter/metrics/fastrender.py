@@ -15,6 +15,7 @@ from prometheus_client.utils import floatToGoString
 from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
 from dashboard_metrics.core.values import parse_buckets
+from dashboard_metrics.exporter.metrics.buckets import cumulative, le_labels
 
 # organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
 TotalsRow = tuple[str, str, float, int, str | None, int]
@@ -67,15 +68,14 @@ def _histogram(
     unit: str,
 ) -> None:
     _header(out, name, "histogram", doc, om, unit)
-    bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
+    labels = le_labels(metric.buckets)
     for org, _name, value, _count, raw, _true in rows:
         per_bucket = parse_buckets(raw) or ()
-        if len(per_bucket) != len(bounds):
+        if len(per_bucket) != len(labels):
             continue  # stored with another bucket layout (as usage.families_from skips it)
         label = _label(org)
         running = 0
-        for bound, in_bucket in zip(bounds, per_bucket, strict=True):
-            running += in_bucket
+        for bound, running in cumulative(labels, per_bucket):
             out.append(
                 f'{name}_bucket{{le="{bound}",organization="{label}"}} '
                 f"{floatToGoString(float(running))}\n"

@@ -15,10 +15,10 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from prometheus_client.utils import floatToGoString
 
 from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.schema import TIERS
+from dashboard_metrics.exporter.metrics.buckets import cumulative, le_labels
 from dashboard_metrics.exporter.stats import HTTP_BUCKETS, DurationHistogram
 
 METRIC_PREFIX = "dashboard_metrics"
@@ -33,15 +33,6 @@ class ServiceInputs:
     http: Mapping[tuple[str, str, str], DurationHistogram]
     now: datetime
     version: str
-
-
-def _cumulative(bounds: tuple[float, ...], per_bucket: list[int]) -> list[tuple[str, float]]:
-    out: list[tuple[str, float]] = []
-    running = 0
-    for bound, count in zip([*map(floatToGoString, bounds), "+Inf"], per_bucket, strict=True):
-        running += count
-        out.append((bound, running))
-    return out
 
 
 def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
@@ -64,7 +55,7 @@ def _tick_families(values: Mapping[str, Any], now: datetime) -> list[Metric]:
     )
     histogram.add_metric(
         [],
-        _cumulative(runstats.TICK_BUCKETS, [int(c) for c in duration["buckets"]]),
+        cumulative(le_labels(runstats.TICK_BUCKETS), [int(c) for c in duration["buckets"]]),
         sum_value=float(duration["sum"]),
     )
     written = CounterMetricFamily(
@@ -108,7 +99,7 @@ def _http_family(http: Mapping[tuple[str, str, str], DurationHistogram]) -> Metr
     for (route, method, status_class), hist in sorted(http.items()):
         family.add_metric(
             [route, method, status_class],
-            _cumulative(HTTP_BUCKETS, list(hist.buckets)),
+            cumulative(le_labels(HTTP_BUCKETS), list(hist.buckets)),
             sum_value=hist.total,
         )
     return family

@@ -15,7 +15,6 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.samples import Sample
-from prometheus_client.utils import floatToGoString
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -24,6 +23,7 @@ from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
 from dashboard_metrics.core.schema import metric_totals
 from dashboard_metrics.core.values import parse_buckets
 from dashboard_metrics.exporter.metrics import fastrender
+from dashboard_metrics.exporter.metrics.buckets import cumulative, le_labels
 from dashboard_metrics.exporter.metrics.config import MetricsConfig
 from dashboard_metrics.exporter.metrics.fastrender import TotalsRow
 
@@ -154,16 +154,15 @@ def families_from(by_metric: dict[str, list[TotalsRow]], ns: str) -> tuple[Metri
 
 def _histogram(ns: str, metric: CatalogueMetric, series: Sequence[TotalsRow]) -> Metric:
     family = HistogramMetricFamily(family_name(ns, metric), _help(ns, metric), unit=unit_of(metric))
-    bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
+    labels = le_labels(metric.buckets)
     bucket, count_name, sum_name = (f"{family.name}_{part}" for part in ("bucket", "count", "sum"))
     samples = family.samples
     for org, _name, value, _count, raw, _true in series:
         per_bucket = parse_buckets(raw) or ()
-        if len(per_bucket) != len(bounds):
+        if len(per_bucket) != len(labels):
             continue  # stored with another bucket layout: not expressible with these bounds
         running = 0
-        for bound, in_bucket in zip(bounds, per_bucket, strict=True):
-            running += in_bucket
+        for bound, running in cumulative(labels, per_bucket):
             samples.append(Sample(bucket, {"organization": org, "le": bound}, float(running)))
         samples.append(Sample(count_name, {"organization": org}, float(running)))
         samples.append(Sample(sum_name, {"organization": org}, value))
