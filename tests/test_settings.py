@@ -351,8 +351,10 @@ def test_config_json_and_check(tmp_path: Path) -> None:
     assert document["effective"]["API cache"] == "off"
     assert all(secret not in result.stdout for secret in HIDDEN)
 
-    valid = cli("config", "--check", cwd=tmp_path)
-    assert valid.returncode == 0 and valid.stdout == "configuration is valid\n"
+    valid = cli("config", "--check", cwd=tmp_path, **SECRETS)
+    assert valid.returncode == 0 and valid.stdout.endswith("\nconfiguration is valid\n")
+    assert "DASHBOARD_METRICS_API_KEYS" in valid.stdout  # the configuration, printed
+    assert all(secret not in valid.stdout + valid.stderr for secret in HIDDEN)
     typo = cli("config", "--check", cwd=tmp_path, DASHBOARD_METRICS_API_KEY="k=*")
     assert typo.returncode == 1
     assert "DASHBOARD_METRICS_API_KEY is not a setting" in typo.stderr

@@ -61,31 +61,7 @@ def effective(settings: Settings) -> dict[str, str]:
     }
 
 
-def run_config(settings: Settings, args: argparse.Namespace) -> int:
-    unknown = unknown_variables()
-    warnings = [f"{name} is not a setting; it is ignored" for name in unknown]
-    refusal = bind_refusal(settings)
-    notes = [f"serve and up would refuse to start: {refusal}"] if refusal else []
-    if args.check:
-        for line in warnings:
-            print(f"warning: {line}", file=sys.stderr)
-        for line in notes:
-            print(f"note: {line}", file=sys.stderr)
-        print("configuration is valid" if not warnings else "configuration has warnings")
-        return 1 if warnings else 0
-    where = origins(args)
-    if args.json:
-        document: dict[str, Any] = {
-            "settings": {
-                env_name(name): {"value": settings.display(name), "from": where[name]}
-                for name in SETTING_NAMES
-            },
-            "effective": effective(settings),
-            "warnings": warnings,
-            "notes": notes,
-        }
-        print(json.dumps(document, indent=2))
-        return 0
+def _print_table(settings: Settings, where: dict[str, str]) -> None:
     rows = [
         (env_name(name), settings.display(name) or "(unset)", where[name]) for name in SETTING_NAMES
     ]
@@ -98,8 +74,37 @@ def run_config(settings: Settings, args: argparse.Namespace) -> int:
     label = max(len(key) for key in facts)
     for key, value in facts.items():
         print(f"{key:<{label}}  {value}")
+
+
+def run_config(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the effective configuration (``--json``: as JSON). ``--check`` also ends with
+    whether it is valid and exits 1 when a DASHBOARD_METRICS_* variable is not a setting."""
+    unknown = unknown_variables()
+    warnings = [f"{name} is not a setting; it is ignored" for name in unknown]
+    refusal = bind_refusal(settings)
+    notes = [f"serve and up would refuse to start: {refusal}"] if refusal else []
+    where = origins(args)
+    if args.json:
+        document: dict[str, Any] = {
+            "settings": {
+                env_name(name): {"value": settings.display(name), "from": where[name]}
+                for name in SETTING_NAMES
+            },
+            "effective": effective(settings),
+            "warnings": warnings,
+            "notes": notes,
+        }
+        if args.check:
+            document["valid"] = not warnings
+        print(json.dumps(document, indent=2))
+    else:
+        _print_table(settings, where)
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
-    return 0
+    if not args.check:
+        return 0
+    if not args.json:
+        print("configuration is valid" if not warnings else "configuration has warnings")
+    return 1 if warnings else 0

@@ -323,7 +323,7 @@ def _config_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--check",
         action="store_true",
-        help="print only whether the configuration is valid; exit 1 when a "
+        help="end with whether the configuration is valid; exit 1 when a "
         "DASHBOARD_METRICS_* variable is not a setting (a misspelt name is otherwise ignored)",
     )
     sub.add_argument("--json", action="store_true", help="print the configuration as JSON")
