@@ -3,6 +3,7 @@ to write source rows and compare every tier with the oracle."""
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.db import rollup_engine, source_engine
 from dashboard_metrics.core.schema import TIERS
 from dashboard_metrics.core.settings import Settings
-from dashboard_metrics.core.values import parse_buckets
 from tests import oracle
 
 
@@ -108,7 +108,9 @@ class Harness:
             out = {}
             for org, period, name, value, count, buckets, project, tag in rows:
                 assert (project, tag) == ("default", "")
-                out[(org, period, name)] = (value, count, parse_buckets(buckets))
+                # Decoded apart from the production codec: a JSON list of per-bucket counts.
+                stored = None if buckets is None else tuple(json.loads(buckets))
+                out[(org, period, name)] = (value, count, stored)
             return out
 
     def assert_matches_oracle(
