@@ -10,13 +10,13 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashboard_metrics.aggregator.embedded import missing_files
 from dashboard_metrics.aggregator.source_reads import is_read
 from dashboard_metrics.core import migrate, state
 from dashboard_metrics.core.db import (
     DatabaseError,
     check_connect,
     first_line,
+    missing_files,
     rollup_engine,
     source_engine,
 )

@@ -20,7 +20,7 @@ from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.metrics import handler as metrics_handler
 from dashboard_metrics.exporter.metrics.timing import Handler, http_timing
-from dashboard_metrics.exporter.schema import require_schema
+from dashboard_metrics.exporter.schema_state import require_schema
 from dashboard_metrics.exporter.server import SERVER_NAME
 from dashboard_metrics.exporter.stats import STATS, ServiceStats
 

@@ -16,7 +16,7 @@ from dashboard_metrics.core.db import first_line
 from dashboard_metrics.exporter.cache import RESPONSE_CACHE
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import ROLLUP
-from dashboard_metrics.exporter.schema import readable, schema_state
+from dashboard_metrics.exporter.schema_state import readable, schema_state
 
 log = logging.getLogger("dashboard_metrics.http")
 

@@ -29,7 +29,7 @@ from dashboard_metrics.core.timeutil import utcnow
 from dashboard_metrics.exporter.api.routes import ROUTES
 from dashboard_metrics.exporter.app import create_app
 from dashboard_metrics.exporter.health import rollup_status
-from dashboard_metrics.exporter.schema import Schema, _revisions, require_schema, schema_state
+from dashboard_metrics.exporter.schema_state import Schema, _revisions, require_schema, schema_state
 from tests import processes
 from tests.harness import FakeClock, Harness, utc
 from tests.service_support import json_logs, served

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 
 from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
 from dashboard_metrics.aggregator.daemon import Daemon, describe
-from dashboard_metrics.aggregator.embedded import sqlite_file
 from dashboard_metrics.aggregator.engine import Aggregator, TickResult
 from dashboard_metrics.aggregator.progress import ProgressBar
 from dashboard_metrics.aggregator.testdata import GenerateOptions, GenerateReport, generate
@@ -24,11 +23,13 @@ from dashboard_metrics.cli import organizations
 from dashboard_metrics.cli.embedded import require_existing
 from dashboard_metrics.cli.errors import CommandError
 from dashboard_metrics.core import migrate
+from dashboard_metrics.core.coverage import RETENTION
 from dashboard_metrics.core.db import (
     check_connect,
     require_source_tables,
     rollup_engine,
     source_engine,
+    sqlite_file,
 )
 from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.state import request_recompute
@@ -155,7 +156,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_cleanup(settings: Settings, args: argparse.Namespace) -> int:
     aggregator = aggregator_for(settings)
     deleted = aggregator.cleanup(args.tier, args.retention_days)
-    days = args.retention_days or getattr(settings, f"{args.tier}_retention_days")
+    days = args.retention_days or RETENTION[args.tier].days(settings)
     print(f"deleted {deleted} {args.tier} rows older than {days} days")
     return 0
 

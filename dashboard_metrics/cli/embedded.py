@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dashboard_metrics.aggregator.embedded import missing_files
 from dashboard_metrics.cli.errors import CommandError
+from dashboard_metrics.core.db import missing_files
 from dashboard_metrics.core.settings import Settings
 
 

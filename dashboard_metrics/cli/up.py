@@ -12,7 +12,6 @@ from sqlalchemy.engine import Engine
 
 from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
 from dashboard_metrics.aggregator.daemon import Daemon
-from dashboard_metrics.aggregator.embedded import sqlite_file
 from dashboard_metrics.aggregator.engine import Aggregator
 from dashboard_metrics.aggregator.progress import ProgressBar
 from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
@@ -24,6 +23,7 @@ from dashboard_metrics.core.db import (
     missing_source_tables,
     rollup_engine,
     source_engine,
+    sqlite_file,
 )
 from dashboard_metrics.core.settings import Settings, mask_url
 from dashboard_metrics.core.timeutil import utcnow

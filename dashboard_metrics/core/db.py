@@ -194,3 +194,20 @@ def require_source_tables(engine: Engine, settings: Settings) -> None:
 def first_line(exc: BaseException) -> str:
     message = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return message[0] if message else type(exc).__name__
+
+
+# The embedded SQLite files a configuration names: opening a missing one creates an empty
+# database (and resets a leftover -wal), so commands that only use a database check first.
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in {None, "", ":memory:"}:
+        return None
+    return Path(str(parsed.database))
+
+
+def missing_files(settings: Settings) -> list[Path]:
+    """The rollup and source SQLite files that do not exist (absolute paths)."""
+    urls = dict.fromkeys((settings.rollup_url, settings.source_url))
+    files = [sqlite_file(url) for url in urls]
+    return [f.resolve() for f in files if f is not None and not f.exists()]
