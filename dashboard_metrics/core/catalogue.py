@@ -1,7 +1,7 @@
 """The metric catalogue: the single source of truth for every metric.
 
 Each entry declares where a metric's events come from and how they are measured. The rollup SQL
-(`aggregator.sourcesql`), the API's metric list, the `/metrics` families and the dashboards are
+(`core/sourcesql.py`), the API's metric list, the `/metrics` families and the dashboards are
 all derived from these entries; adding a metric is adding one entry here.
 """
 

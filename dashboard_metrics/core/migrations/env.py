@@ -1,4 +1,4 @@
-"""Alembic environment: run with the connection handed over by `aggregator.migrate`."""
+"""Alembic environment: run with the connection handed over by `core/migrate.py`."""
 
 from __future__ import annotations
 
