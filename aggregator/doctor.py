@@ -20,7 +20,8 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
-from dashboard_metrics.core.settings import Settings, mask_url
+from dashboard_metrics.core.setting_types import mask_url
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
 from dashboard_metrics.core.timeutil import utcnow
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from dashboard_metrics.core.settings import parse_api_keys
+from dashboard_metrics.core.setting_types import parse_api_keys
 from dashboard_metrics.exporter.api.errors import ApiError
 from dashboard_metrics.exporter.secrets import header_bytes
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.core.setting_types import ConfigError
 from dashboard_metrics.exporter.api.routes import ROUTES
 from dashboard_metrics.exporter.auth import parse_keys
 from tests.harness import Harness

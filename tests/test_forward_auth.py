@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from dashboard_metrics.core.settings import ConfigError, Settings, from_env
+from dashboard_metrics.core.setting_types import ConfigError
+from dashboard_metrics.core.settings import Settings, from_env
 from dashboard_metrics.exporter.api.forward_auth import FORWARD_AUTH, ForwardAuth
 from dashboard_metrics.exporter.serve import check_bind
 from tests.harness import Harness

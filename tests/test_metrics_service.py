@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from dashboard_metrics.core import state
-from dashboard_metrics.core.settings import ConfigError
+from dashboard_metrics.core.setting_types import ConfigError
 from dashboard_metrics.exporter.metrics.config import MetricsConfig
 from dashboard_metrics.exporter.metrics.handler import USAGE_CACHE, prewarm_once
 from tests.harness import Harness

@@ -17,7 +17,8 @@ import yaml
 from dashboard_metrics.aggregator.doctor import create_index
 from dashboard_metrics.cli.main import COMMANDS
 from dashboard_metrics.cli.parser import SETTING_FLAGS, build_parser, options, subparsers
-from dashboard_metrics.core.settings import ENV_PREFIX, Settings
+from dashboard_metrics.core.setting_types import ENV_PREFIX
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES
 from tests.processes import LineReader, wait_for
 from tests.test_up import free_port

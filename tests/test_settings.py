@@ -17,14 +17,8 @@ from pydantic import SecretStr, ValidationError
 
 from dashboard_metrics.cli.parser import SETTING_FLAGS
 from dashboard_metrics.core import logs
-from dashboard_metrics.core.settings import (
-    ENV_PREFIX,
-    ConfigError,
-    SecretUrl,
-    Settings,
-    bind_refusal,
-    from_env,
-)
+from dashboard_metrics.core.setting_types import ENV_PREFIX, ConfigError, SecretUrl
+from dashboard_metrics.core.settings import Settings, bind_refusal, from_env
 from dashboard_metrics.exporter.serve import check_bind
 from tests.harness import Harness
 from tests.processes import run

@@ -31,7 +31,8 @@ from dashboard_metrics.core.db import (
     source_engine,
     sqlite_file,
 )
-from dashboard_metrics.core.settings import Settings, mask_url
+from dashboard_metrics.core.setting_types import mask_url
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.state import request_recompute
 from dashboard_metrics.core.timeutil import utcnow
 

@@ -14,16 +14,13 @@ import sys
 from typing import Any
 
 from dashboard_metrics.cli.parser import SETTING_FLAGS
-from dashboard_metrics.core.settings import (
-    SETTING_NAMES,
-    Settings,
-    bind_refusal,
+from dashboard_metrics.core.setting_types import (
     env_name,
     mask_url,
     parse_api_keys,
     parse_metrics_auth,
-    unknown_variables,
 )
+from dashboard_metrics.core.settings import SETTING_NAMES, Settings, bind_refusal, unknown_variables
 
 
 def origins(args: argparse.Namespace) -> dict[str, str]:

@@ -28,7 +28,8 @@ log = logging.getLogger("dashboard_metrics.cli")
 def settings_from(args: argparse.Namespace) -> Settings:
     """The environment's settings with the flags given on top, validated as a whole. A bad
     flag value is reported under the flag's name, not the variable's."""
-    from dashboard_metrics.core.settings import ConfigError, env_name, from_env
+    from dashboard_metrics.core.setting_types import ConfigError, env_name
+    from dashboard_metrics.core.settings import from_env
 
     given = {name: getattr(args, name, None) for name in SETTING_FLAGS}
     given = {name: value for name, value in given.items() if value is not None}
@@ -52,7 +53,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(script(build_parser(), args.shell))
         return 0
     from dashboard_metrics.core import logs
-    from dashboard_metrics.core.settings import ConfigError, bind_refusal
+    from dashboard_metrics.core.setting_types import ConfigError
+    from dashboard_metrics.core.settings import bind_refusal
 
     # Every command starts by validating the whole configuration (/metrics and API settings
     # included, whether or not it serves them), before it touches anything.
@@ -97,7 +99,7 @@ def _explain(exc: Exception) -> tuple[int, str]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from dashboard_metrics.core.db import DatabaseError
-    from dashboard_metrics.core.settings import ConfigError
+    from dashboard_metrics.core.setting_types import ConfigError
 
     if isinstance(exc, ConfigError):
         return 2, str(exc)

@@ -25,7 +25,8 @@ from dashboard_metrics.core.db import (
     source_engine,
     sqlite_file,
 )
-from dashboard_metrics.core.settings import Settings, mask_url
+from dashboard_metrics.core.setting_types import mask_url
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import utcnow
 from dashboard_metrics.exporter.app import create_app
 from dashboard_metrics.exporter.serve import check_bind

@@ -12,7 +12,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.sql import Executable
 
-from dashboard_metrics.core.settings import Settings, mask_url
+from dashboard_metrics.core.setting_types import mask_url
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.source_tables import SOURCE_SCHEMA, SOURCE_TABLES
 
 

@@ -11,7 +11,7 @@ secret.
 Secrets are typed as secrets: the API keys and the /metrics credentials are `SecretStr`, the
 URLs that may carry a password (databases, Redis, forward auth) are `SecretUrl`. Their repr and
 str are masked; `.get_secret_value()` is the one way to the real value. `Settings.secrets()`
-lists every secret for the log scrubber.
+lists every secret for the log scrubber. The value types live in `setting_types.py`.
 
 Why not pydantic-settings' `BaseSettings`: it is a `BaseModel` that reads the process environment
 on every construction. Here `Settings()` means the defaults, the environment is read in exactly
@@ -24,18 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import math
 import os
-import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from pydantic import (
-    AfterValidator,
-    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -43,198 +39,37 @@ from pydantic import (
     model_validator,
 )
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
-ENV_PREFIX = "DASHBOARD_METRICS_"
-_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_PROMETHEUS_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+from dashboard_metrics.core.setting_types import (
+    ENV_PREFIX,
+    MASK,
+    ApiKeys,
+    ConfigError,
+    DatabaseUrl,
+    Flag,
+    ForwardAuthUrl,
+    LogLevel,
+    MetricsAuth,
+    Namespace,
+    NonNegativeInt,
+    Port,
+    PortOrOff,
+    PositiveInt,
+    RedisUrl,
+    SchemaName,
+    Seconds,
+    SecretUrl,
+    TimeOfDay,
+    WholeSeconds,
+    env_name,
+    invalid,
+    mask_url,
+    parse_api_keys,
+    parse_metrics_auth,
+    url_password,
+)
+
 DEFAULT_DATA_DIR = Path(".dashboard-metrics")
-MASK = "**********"
-
-
-class ConfigError(ValueError):
-    """A setting is invalid; the message names it."""
-
-
-def env_name(setting: str) -> str:
-    return f"{ENV_PREFIX}{setting.upper()}"
-
-
-def _invalid(message: str) -> PydanticCustomError:
-    # The message goes in as context: its own braces ({org_id}) are no template fields.
-    return PydanticCustomError("config", "{message}", {"message": message})
-
-
-# -- secrets ----------------------------------------------------------------------------------
-
-# scheme://user:PASSWORD@host...: the password runs to the first "@" (SQLAlchemy's rule too).
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:)([^@]*)@")
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password of its user-info masked (the rest is not secret)."""
-    return _USERINFO.sub(lambda m: f"{m.group(1)}***@", url, count=1)
-
-
-def url_password(url: str) -> str:
-    match = _USERINFO.match(url)
-    return match.group(2) if match else ""
-
-
-class SecretUrl(SecretStr):
-    """A URL that may carry a password: shown (repr, str, logs, `config`) with the password
-    masked; ``get_secret_value()`` is the URL to connect with."""
-
-    def _display(self) -> str:
-        return mask_url(self.get_secret_value())
-
-
-# -- value types ------------------------------------------------------------------------------
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _flag(value: Any) -> Any:
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-        raise _invalid("expected true or false (1/0, yes/no, on/off)")
-    return value
-
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*(ms|s|m|h|d)?", re.I)
-
-
-def _duration(value: Any) -> Any:
-    """Seconds as a number, or a duration with a unit: 500ms, 30s, 5m, 1.5h, 1d."""
-    if isinstance(value, str):
-        match = _DURATION.fullmatch(value.strip())
-        if not match:
-            raise _invalid("expected seconds or a duration such as 30s, 5m, 1h")
-        value = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _invalid("expected a finite number of seconds")
-    return value
-
-
-def _clock(value: str) -> str:
-    hours, _, minutes = value.strip().partition(":")
-    if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
-        raise _invalid("expected HH:MM")
-    return f"{int(hours):02d}:{int(minutes):02d}"
-
-
-def _log_level(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
-def _schema_name(value: str) -> str:
-    if not _IDENTIFIER.fullmatch(value):
-        raise _invalid("expected a schema name (lower-case letters, digits, _)")
-    return value
-
-
-def _namespace(value: str) -> str:
-    if not _PROMETHEUS_NAME.fullmatch(value):
-        raise _invalid("not a Prometheus metric name prefix")
-    return value
-
-
-def _database_url(value: SecretUrl) -> SecretUrl:
-    url = value.get_secret_value()
-    if not url:
-        return value
-    from sqlalchemy.engine import make_url  # only when a URL is set: `config` stays light
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise _invalid("not a database URL") from None
-    if backend not in {"sqlite", "postgresql"}:
-        raise _invalid(
-            f"unsupported database {backend!r} (use postgresql+psycopg://... or sqlite:///...)"
-        )
-    return value
-
-
-def _redis_url(value: SecretUrl) -> SecretUrl:
-    url = value.get_secret_value()
-    if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise _invalid("expected redis://, rediss:// or unix:// URL")
-    return value
-
-
-def _forward_auth_url(value: SecretUrl) -> SecretUrl:
-    url = value.get_secret_value()
-    if url and (not url.startswith(("http://", "https://")) or "{org_id}" not in url):
-        raise _invalid("expected an http(s) URL template with {org_id}")
-    return value
-
-
-def parse_api_keys(spec: str) -> list[tuple[str, frozenset[str]]]:
-    """``"key1=org_a,org_b;key2=*"`` as (key, organizations) pairs. An error names the entry by
-    position only: the message must not reveal the key."""
-    grants = []
-    for index, entry in enumerate(e.strip() for e in spec.split(";")):
-        if not entry:
-            continue
-        key, sep, orgs = entry.partition("=")
-        names = frozenset(o.strip() for o in orgs.split(",") if o.strip())
-        if not sep or not key.strip() or not names:
-            raise ConfigError(
-                f"{env_name('api_keys')}: entry {index + 1} is not KEY=org[,org...] or KEY=*"
-            )
-        grants.append((key.strip(), names))
-    return grants
-
-
-def parse_metrics_auth(raw: str) -> tuple[str, str] | None:
-    """``bearer:TOKEN`` -> ("Bearer", TOKEN); ``basic:USER:PASSWORD`` -> ("Basic",
-    "USER:PASSWORD"); empty -> None. Never echoes the value: it is a secret."""
-    if not raw:
-        return None
-    kind, _, rest = raw.partition(":")
-    if kind == "bearer" and rest:
-        return "Bearer", rest
-    if kind == "basic" and ":" in rest and rest.partition(":")[0]:
-        return "Basic", rest
-    raise ConfigError(
-        f"{env_name('metrics_auth')}: expected 'bearer:TOKEN' or 'basic:USER:PASSWORD'"
-    )
-
-
-def _as_validator(parse: Callable[[str], object]) -> Callable[[SecretStr], SecretStr]:
-    """A field validator from a parser that raises `ConfigError` (whose message names the
-    variable: the validation error's location will)."""
-
-    def check(value: SecretStr) -> SecretStr:
-        try:
-            parse(value.get_secret_value())
-        except ConfigError as exc:
-            raise _invalid(str(exc).partition(": ")[2]) from None
-        return value
-
-    return check
-
-
-Flag = Annotated[bool, BeforeValidator(_flag)]
-Seconds = Annotated[float, BeforeValidator(_duration)]
-WholeSeconds = Annotated[int, BeforeValidator(_duration)]
-TimeOfDay = Annotated[str, AfterValidator(_clock)]
-DatabaseUrl = Annotated[SecretUrl, AfterValidator(_database_url)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-PortOrOff = Annotated[int, Field(ge=0, le=65535)]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-LogLevel = Annotated[
-    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)
-]
 
 
 # -- the schema -------------------------------------------------------------------------------
@@ -247,10 +82,10 @@ class Settings:
     source_database_url: DatabaseUrl = SecretUrl("")  # default: database_url
     source_schema: str = ""  # default: 'unstract' on PostgreSQL, none on SQLite
     # PostgreSQL: the schema of every table we own
-    rollup_schema: Annotated[str, AfterValidator(_schema_name)] = "dashboard_metrics"
-    redis_url: Annotated[SecretUrl, AfterValidator(_redis_url)] = SecretUrl("")  # unset: in-process
+    rollup_schema: SchemaName = "dashboard_metrics"
+    redis_url: RedisUrl = SecretUrl("")  # unset: in-process
     # "key=org_a,org_b;key2=*"
-    api_keys: Annotated[SecretStr, AfterValidator(_as_validator(parse_api_keys))] = SecretStr("")
+    api_keys: ApiKeys = SecretStr("")
     host: str = "127.0.0.1"
     port: Port = 8080
     allow_unauthenticated: Flag = False
@@ -265,13 +100,11 @@ class Settings:
     daily_cleanup_at: TimeOfDay = "03:00"
     statement_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 30.0
     log_level: LogLevel = "INFO"
-    namespace: Annotated[str, AfterValidator(_namespace)] = "unstract"
+    namespace: Namespace = "unstract"
     metrics_org_allowlist: str = ""
     metrics_top_n: NonNegativeInt = 0
     # "bearer:TOKEN" or "basic:user:password"
-    metrics_auth: Annotated[SecretStr, AfterValidator(_as_validator(parse_metrics_auth))] = (
-        SecretStr("")
-    )
+    metrics_auth: MetricsAuth = SecretStr("")
     cache_enabled: Flag = True  # false: the JSON API reads the database on every request
     # seconds; the hour bucket holding "now" (and later ones)
     cache_ttl_current_bucket: Annotated[WholeSeconds, Field(gt=0)] = 60
@@ -281,14 +114,14 @@ class Settings:
     http_header_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 10.0
     # Forward auth (Unstract's login): a GET to this URL template ({org_id}) decides requests
     # without a valid bearer key; positive answers are kept this long.
-    forward_auth_url: Annotated[SecretUrl, AfterValidator(_forward_auth_url)] = SecretUrl("")
+    forward_auth_url: ForwardAuthUrl = SecretUrl("")
     forward_auth_ttl_seconds: Annotated[Seconds, Field(ge=0)] = 30.0
     forward_auth_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 5.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.hourly_retention_days > self.daily_retention_days:
-            raise _invalid(
+            raise invalid(
                 f"{env_name('hourly_retention_days')} must not exceed "
                 f"{env_name('daily_retention_days')}"
             )

@@ -8,7 +8,8 @@ import hmac
 from dataclasses import dataclass
 from importlib import metadata
 
-from dashboard_metrics.core.settings import Settings, parse_metrics_auth
+from dashboard_metrics.core.setting_types import parse_metrics_auth
+from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.exporter.secrets import header_bytes
 
 
