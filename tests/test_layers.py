@@ -175,3 +175,12 @@ def test_importing_a_module_only_defines_things() -> None:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call | ast.Await)
     ]
     assert calls == []
+
+
+def test_import_linter_keeps_the_layers_contract() -> None:
+    """The same rule as a contract of the ecosystem's tool (pyproject's [tool.importlinter]),
+    which contributors run as `uv run lint-imports`."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 kept, 0 broken" in result.stdout
