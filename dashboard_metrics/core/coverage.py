@@ -1,5 +1,6 @@
 """Which buckets each rollup tier holds completely, and trusts, at a given time: the writer
-plans recomputes by it and the readers choose their tiers by it."""
+plans recomputes by it and the readers choose their tiers by it. Below, what retention keeps of
+each tier (`RETENTION`), the table the writer's cleanups run from."""
 
 from __future__ import annotations
 
