@@ -283,9 +283,9 @@ def bench_anchor(results: dict[str, Any]) -> None:
     db.drop(ANCHOR)
 
 
-def bench_ticks(reps: int, results: dict[str, Any]) -> None:
+def bench_ticks(reps: int, results: dict[str, Any], small_template: str = SMALL_TEMPLATE) -> None:
     rng = random.Random(7)
-    db.clone(SMALL_TEMPLATE, SMALL)
+    db.clone(small_template, SMALL)
     for database in (BIG, SMALL):
         run_backfill(database)
     aggregators = {name: aggregator_for(name) for name in (BIG, SMALL)}
@@ -324,13 +324,26 @@ def main() -> int:
     parser.add_argument("--tick-reps", type=int, default=9)
     parser.add_argument("--only", choices=("backfill", "anchor", "tick"), action="append")
     parser.add_argument("--keep", action="store_true", help="keep the bench_agg_* databases")
+    # The small history of the tick comparison: 3 days by default (as recorded). With
+    # --small-days 30 --small-records-per-day 1 it spans the big one's month (about 42k usage
+    # rows, the least 200 organizations make over 30 days): the comparison then isolates the
+    # history's size from how many days of the current month each holds.
+    parser.add_argument("--small-days", type=int, default=3)
+    parser.add_argument("--small-records-per-day", type=int, default=5)
     args = parser.parse_args()
+    small_template = (
+        SMALL_TEMPLATE
+        if (args.small_days, args.small_records_per_day) == (3, 5)
+        else f"bench_agg_small_{args.small_days}d{args.small_records_per_day}_src"
+    )
     parts = args.only or ["backfill", "anchor", "tick"]
     db.create_template(BIG_TEMPLATE, orgs=200, days=DAYS, records_per_day=args.records_per_day)
-    db.create_template(SMALL_TEMPLATE, orgs=200, days=3, records_per_day=5)
+    db.create_template(
+        small_template, orgs=200, days=args.small_days, records_per_day=args.small_records_per_day
+    )
     results: dict[str, Any] = {
         "big_rows": db.counts(BIG_TEMPLATE),
-        "small_rows": db.counts(SMALL_TEMPLATE),
+        "small_rows": db.counts(small_template),
     }
     print(f"big history {results['big_rows']}", file=sys.stderr)
     print(f"small history {results['small_rows']}", file=sys.stderr)
@@ -344,7 +357,7 @@ def main() -> int:
             bench_anchor(results)
         if "tick" in parts:
             print("ticks after 1,000 new rows", file=sys.stderr)
-            bench_ticks(args.tick_reps, results)
+            bench_ticks(args.tick_reps, results, small_template)
     finally:
         if not args.keep:
             for name in db.bench_databases():
