@@ -83,12 +83,6 @@ def _prefetched(
 # -- the pure parts: what to write, from what was read -------------------------------------------
 
 
-def _covered_hours(coverage: Coverage, day: date) -> set[datetime]:
-    start = day_start(day)
-    hours = (start + timedelta(hours=h) for h in range(24))
-    return {hour for hour in hours if coverage.hour_retained(hour)}
-
-
 def retained_hours(
     coverage: Coverage, day: date, hours: list[RawRow]
 ) -> tuple[tuple[datetime, datetime], list[RawRow]] | None:
@@ -96,8 +90,7 @@ def retained_hours(
     start, end = max(day_start(day), coverage.hourly_from), day_start(day + DAY)
     if start >= end:
         return None
-    covered = _covered_hours(coverage, day)
-    return (start, end), [row for row in hours if row[1] in covered]
+    return (start, end), [row for row in hours if row[1] >= start]
 
 
 def outside_days(month: date, days: list[date]) -> list[tuple[date, date]]:

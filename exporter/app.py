@@ -13,7 +13,7 @@ from dashboard_metrics.core import logs
 from dashboard_metrics.core.db import first_line, rollup_engine, source_engine
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import Clock, utcnow
-from dashboard_metrics.exporter import health, index, secrets
+from dashboard_metrics.exporter import health, index
 from dashboard_metrics.exporter.api import routes as api_routes
 from dashboard_metrics.exporter.api.errors import error_response
 from dashboard_metrics.exporter.dbcall import run_db
@@ -89,7 +89,7 @@ def create_app(
     app.cleanup_ctx.append(dispose_engines)
     app.on_startup.append(check_schema)
     app.on_response_prepare.append(without_versions)
-    logs.redact(secrets.configured(settings))
+    logs.redact(settings.secrets())
     health.setup(app)
     index.setup(app)
     api_routes.setup(app)

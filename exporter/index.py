@@ -11,9 +11,9 @@ from aiohttp import web
 from sqlalchemy import select
 
 from dashboard_metrics.core.schema import MONTHLY
+from dashboard_metrics.core.settings import is_loopback
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.keys import ROLLUP, SETTINGS
-from dashboard_metrics.exporter.serve import is_loopback
 
 TITLE = "dashboard-metrics"
 LINKS = {

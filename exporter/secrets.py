@@ -1,9 +1,6 @@
-"""The service's secrets: comparing presented credentials as bytes, and listing the configured
-ones so the logs can scrub them."""
+"""The service's secrets: comparing presented credentials as bytes."""
 
 from __future__ import annotations
-
-from dashboard_metrics.core.settings import Settings
 
 
 def header_bytes(value: str) -> bytes:
@@ -11,8 +8,3 @@ def header_bytes(value: str) -> bytes:
     surrogates, which a plain ``encode()`` rejects (a 500). ``surrogatepass`` never fails, and
     its output is invalid UTF-8, so it can never equal a configured key."""
     return value.encode("utf-8", "surrogatepass")
-
-
-def configured(settings: Settings) -> list[str]:
-    """Every secret in ``settings``: API keys, the /metrics credentials, URL passwords."""
-    return settings.secrets()

@@ -7,9 +7,7 @@ it too; running the service (`serve`, `up`) lives with the command line (dashboa
 from __future__ import annotations
 
 from dashboard_metrics.core.setting_types import ConfigError
-from dashboard_metrics.core.settings import Settings, bind_refusal, is_loopback
-
-__all__ = ["check_bind", "is_loopback"]
+from dashboard_metrics.core.settings import Settings, bind_refusal
 
 
 def check_bind(settings: Settings) -> None:

@@ -221,7 +221,6 @@ def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from dashboard_metrics.cli.http import serve
 
-    require_existing(settings)
     return serve(settings)
 
 

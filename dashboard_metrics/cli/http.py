@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from dashboard_metrics.cli.embedded import require_existing
 from dashboard_metrics.cli.errors import CommandError
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.exporter.app import create_app
@@ -55,7 +56,8 @@ def run(app: web.Application, sock: socket.socket, on_ready: Callable[[], None])
 
 
 def serve(settings: Settings) -> int:
-    check_bind(settings)
+    check_bind(settings)  # the bind rule first, then: serving never creates a database
+    require_existing(settings)
     sock = listen(settings)
     app = create_app(settings)
     base = base_url(settings)

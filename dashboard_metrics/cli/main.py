@@ -42,10 +42,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ConfigError(message) from None
 
 
-# The commands that bind the HTTP service: the bind rule is part of their configuration.
-BINDS = ("serve", "up")
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
         from dashboard_metrics.cli.completion import script
@@ -53,16 +49,13 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(script(build_parser(), args.shell))
         return 0
     from dashboard_metrics.core import logs
-    from dashboard_metrics.core.setting_types import ConfigError
-    from dashboard_metrics.core.settings import bind_refusal
 
     # Every command starts by validating the whole configuration (/metrics and API settings
-    # included, whether or not it serves them), before it touches anything.
+    # included, whether or not it serves them), before it touches anything. `serve` and `up`
+    # then check the bind rule first thing (exporter/serve.py's check_bind).
     settings = settings_from(args)
     logs.setup(settings.log_level)
     logs.redact(settings.secrets())
-    if args.command in BINDS and (refusal := bind_refusal(settings)) is not None:
-        raise ConfigError(refusal)
     if args.command == "config":
         from dashboard_metrics.cli.config import run_config
 
