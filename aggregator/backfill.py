@@ -22,7 +22,7 @@ from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
 from dashboard_metrics.core import sourcesql, state
 from dashboard_metrics.core.coverage import Coverage
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier
+from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, TIERS, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
 from dashboard_metrics.core.values import Agg, RawRow, RowKey, RowSums, as_rollup
 
@@ -51,7 +51,7 @@ class BackfillReport:
     end: date
     months: list[str] = field(default_factory=list)
     tiers: dict[str, TierReport] = field(
-        default_factory=lambda: {t: TierReport() for t in ("hourly", "daily", "monthly")}
+        default_factory=lambda: {t: TierReport() for t in TIERS}
     )
     dry_run: bool = False
 
