@@ -50,9 +50,7 @@ class BackfillReport:
     start: date
     end: date
     months: list[str] = field(default_factory=list)
-    tiers: dict[str, TierReport] = field(
-        default_factory=lambda: {t: TierReport() for t in TIERS}
-    )
+    tiers: dict[str, TierReport] = field(default_factory=lambda: {t: TierReport() for t in TIERS})
     dry_run: bool = False
 
 
