@@ -22,9 +22,9 @@ from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
 from dashboard_metrics.core import sourcesql, state
 from dashboard_metrics.core.coverage import Coverage
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, TIERS, Granularity, Tier
+from dashboard_metrics.core.schema import FAMILIES, Family, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
-from dashboard_metrics.core.values import Agg, RawRow, RowKey, RowSums, as_rollup
+from dashboard_metrics.core.values import RawRow, Rollup, RowSums, as_rollup
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -50,24 +50,43 @@ class BackfillReport:
     start: date
     end: date
     months: list[str] = field(default_factory=list)
-    tiers: dict[str, TierReport] = field(default_factory=lambda: {t: TierReport() for t in TIERS})
+    # Per table: the organization tiers and the breakdown tiers.
+    tiers: dict[str, TierReport] = field(
+        default_factory=lambda: {t.table.name: TierReport() for f in FAMILIES for t in f.tiers}
+    )
     dry_run: bool = False
 
 
-def _read_hours(source: Connection, day: date, org: str | None) -> list[RawRow]:
+PerFamily = list[list[RawRow]]  # rows of each family, in FAMILIES order
+
+
+def _read_hours(source: Connection, day: date, org: str | None) -> PerFamily:
     span = (day_start(day), day_start(day + DAY))
-    return list(sourcesql.compute_rows(source, Granularity.HOUR, [span], org))
+    return [
+        list(
+            sourcesql.compute_rows(
+                source, Granularity.HOUR, [span], org, breakdown=family.hourly.is_breakdown
+            )
+        )
+        for family in FAMILIES
+    ]
 
 
-def _read_months(
-    source: Connection, ranges: list[tuple[date, date]], org: str | None
-) -> list[RawRow]:
-    return list(sourcesql.compute_rows(source, Granularity.MONTH, as_time_ranges(ranges), org))
+def _read_months(source: Connection, ranges: list[tuple[date, date]], org: str | None) -> PerFamily:
+    spans = as_time_ranges(ranges)
+    return [
+        list(
+            sourcesql.compute_rows(
+                source, Granularity.MONTH, spans, org, breakdown=family.monthly.is_breakdown
+            )
+        )
+        for family in FAMILIES
+    ]
 
 
 def _prefetched(
     reader: ThreadPoolExecutor, source: Connection, days: list[date], org: str | None
-) -> Iterator[tuple[date, list[RawRow]]]:
+) -> Iterator[tuple[date, PerFamily]]:
     """Each day with its source hours; the next day's read runs while the caller writes this
     one's rows."""
     pending = reader.submit(_read_hours, source, days[0], org)
@@ -96,7 +115,7 @@ def outside_days(month: date, days: list[date]) -> list[tuple[date, date]]:
     return day_ranges(d for d in days_between(month, next_month(month)) if d not in days)
 
 
-def changed_rows(old: dict[RowKey, Agg], new: list[RawRow]) -> int:
+def changed_rows(old: Rollup, new: list[RawRow]) -> int:
     """Rows that replacing ``old`` by ``new`` would insert, update or delete."""
     rows = as_rollup(new)
     changed = sum(1 for k, v in rows.items() if old.get(k) != v)
@@ -198,7 +217,7 @@ class Backfill:
                     "end": report.end.isoformat(),
                     "organization_id": self.options.organization_id,
                     "dry_run": self.options.dry_run,
-                    "tiers": {k: vars(v) for k, v in report.tiers.items()},
+                    "tables": {k: vars(v) for k, v in report.tiers.items()},
                 }
             },
         )
@@ -211,8 +230,9 @@ class Backfill:
         ranges: list[tuple[object, object]],
         new: list[RawRow],
         stamp: datetime,
-        report: TierReport,
+        backfill_report: BackfillReport,
     ) -> int:
+        report = backfill_report.tiers[tier.table.name]
         report.rows += len(new)
         if self.options.dry_run:
             old = store.read(conn, tier, ranges, self.options.organization_id)
@@ -255,35 +275,43 @@ class Backfill:
         report: BackfillReport,
         progress: Progress | None,
     ) -> int:
-        """Read, sum and write the window's hours and days, then the whole month."""
+        """Read, sum and write the window's hours and days, then the whole month, for the
+        organization rows and the breakdowns alike."""
         org = self.options.organization_id
         written = 0
-        month_total = RowSums()
+        month_totals = [RowSums() for _ in FAMILIES]
         with (
             source_snapshot(self.aggregator.source) as source,
             # The next day's source read overlaps this day's rollup writes. One worker: the
             # snapshot's connection is only ever used by one thread at a time.
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as reader,
         ):
-            for day, hours in _prefetched(reader, source, days, org):
-                day_total = RowSums()
-                day_total.add_all(hours)
-                day_rows = day_total.rows(day)
-                month_total.add_all(day_rows)  # a month is the sum of its days
-                written += self._write_day(conn, now, coverage, day, hours, day_rows, report)
+            for day, per_family in _prefetched(reader, source, days, org):
+                for family, hours, month_total in zip(
+                    FAMILIES, per_family, month_totals, strict=True
+                ):
+                    day_total = RowSums()
+                    day_total.add_all(hours)
+                    day_rows = day_total.rows(day)
+                    month_total.add_all(day_rows)  # a month is the sum of its days
+                    written += self._write_day(
+                        conn, now, coverage, family, (day, hours, day_rows), report
+                    )
                 if progress:
                     progress(1, day.isoformat())
             if not self.options.skip_monthly:
                 outside = outside_days(month, days)
-                month_total.add_all(reader.submit(_read_months, source, outside, org).result())
-                written += self._write(
-                    conn,
-                    MONTHLY,
-                    [(month, next_month(month))],
-                    month_total.rows(month),
-                    now,
-                    report.tiers["monthly"],
-                )
+                rest = reader.submit(_read_months, source, outside, org).result()
+                for family, month_total, rows in zip(FAMILIES, month_totals, rest, strict=True):
+                    month_total.add_all(rows)
+                    written += self._write(
+                        conn,
+                        family.monthly,
+                        [(month, next_month(month))],
+                        month_total.rows(month),
+                        now,
+                        report,
+                    )
         return written
 
     def _write_day(
@@ -291,20 +319,21 @@ class Backfill:
         conn: Connection,
         now: datetime,
         coverage: Coverage,
-        day: date,
-        hours: list[RawRow],
-        day_rows: list[RawRow],
+        family: Family,
+        rows_of_day: tuple[date, list[RawRow], list[RawRow]],
         report: BackfillReport,
     ) -> int:
-        """A day's hourly rows (where the hourly tier keeps them) and its daily row."""
+        """A day's hourly rows (where the hourly tier keeps them) and its daily rows, of one
+        family."""
+        day, hours, day_rows = rows_of_day
         written = 0
         retained = None if self.options.skip_hourly else retained_hours(coverage, day, hours)
         if retained is not None:
             span, rows = retained
-            written += self._write(conn, HOURLY, [span], rows, now, report.tiers["hourly"])
+            written += self._write(conn, family.hourly, [span], rows, now, report)
         if not self.options.skip_daily and coverage.day_covered(day):
             whole_day = (day, day + DAY)
-            written += self._write(conn, DAILY, [whole_day], day_rows, now, report.tiers["daily"])
+            written += self._write(conn, family.daily, [whole_day], day_rows, now, report)
         return written
 
     def _month_state(

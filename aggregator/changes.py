@@ -9,7 +9,9 @@ groups them by the hour of the events they touch:
 - an event row dirties its own hour;
 - an execution dirties the hours of its file executions (documents and failed pages follow the
   execution's workflow);
-- new page rows of a failed file dirty that file's hour (failed_pages).
+- new page rows of a failed file dirty that file's hour (failed_pages);
+- an execution dirties the hours of its LLM calls and of its files' pages, and a file those
+  of its pages: the breakdowns' workflow and deployment follow the execution.
 
 Each of these scans keeps, per hour, a fingerprint of the rows it saw (count, newest change, sum
 of change times) at the next tick's threshold. An hour is dirty only when its fingerprint
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, case, func, select
+from sqlalchemy import ColumnElement, FromClause, Select, Text, case, cast, func, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import source_tables as st
@@ -75,6 +77,19 @@ def _pages_of_files(dialect: str) -> FromClause:
     return pages.join(_wfe, file_id_matches_run_id(_wfe.c.id, pages.c.run_id, dialect))
 
 
+def _usage_of_executions(_dialect: str) -> FromClause:
+    # Driven from the changed executions: usage.execution_id holds the id as text.
+    return st.usage.join(_we, st.usage.c.execution_id == cast(_we.c.id, Text))
+
+
+def _pages_of_changed_files(_dialect: str) -> FromClause:
+    return st.page_usage.join(_wfe, st.page_usage.c.run_id == cast(_wfe.c.id, Text))
+
+
+def _pages_of_executions(dialect: str) -> FromClause:
+    return _pages_of_changed_files(dialect).join(_we, _we.c.id == _wfe.c.workflow_execution_id)
+
+
 SCANS: tuple[Scan, ...] = (
     *(_direct(table) for table in sorted(change_columns())),
     Scan(
@@ -85,6 +100,26 @@ SCANS: tuple[Scan, ...] = (
         lambda: [_wfe.c.status == "ERROR"],
     ),
     Scan("execution_files", "workflow_execution", _files_of_executions, lambda: _wfe.c.created_at),
+    # The breakdowns: what follows an execution or a file without changing with it.
+    Scan(
+        "execution_usage",
+        "workflow_execution",
+        _usage_of_executions,
+        lambda: st.usage.c.created_at,
+        lambda: [st.usage.c.usage_type == "llm"],
+    ),
+    Scan(
+        "execution_pages",
+        "workflow_execution",
+        _pages_of_executions,
+        lambda: st.page_usage.c.created_at,
+    ),
+    Scan(
+        "file_pages",
+        "workflow_file_execution",
+        _pages_of_changed_files,
+        lambda: st.page_usage.c.created_at,
+    ),
 )
 
 

@@ -17,6 +17,7 @@ from dashboard_metrics.aggregator import changes, totals
 from dashboard_metrics.aggregator.recompute import Plan, Written, execute
 from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.coverage import RETENTION, Coverage, Retention, coverage_at, parse_time
+from dashboard_metrics.core.schema import BREAKDOWN
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import HOUR, Clock, hours_between, utcnow
 
@@ -271,6 +272,9 @@ class Aggregator:
         deleted = conn.execute(
             delete(tier.table).where(tier.period < retention.bound(cutoff))
         ).rowcount
+        # The breakdowns keep exactly what the organization rows keep.
+        breakdown = BREAKDOWN.tier(tier.name)
+        conn.execute(delete(breakdown.table).where(breakdown.period < retention.bound(cutoff)))
         untrusted = state.get(conn, retention.untrusted_key) if retention.untrusted_key else None
         floor = state.get(conn, retention.floor_key)
         state.put(conn, cleanup_state(retention, floor, untrusted, cutoff, now), now)

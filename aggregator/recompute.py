@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 from dashboard_metrics.aggregator import store
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.coverage import Coverage
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Tier
+from dashboard_metrics.core.schema import FAMILIES, Family, Granularity, Tier
 from dashboard_metrics.core.timeutil import (
     DAY,
     HOUR,
@@ -31,7 +31,7 @@ from dashboard_metrics.core.timeutil import (
     month_of,
     month_ranges,
 )
-from dashboard_metrics.core.values import RowKey, as_datetime
+from dashboard_metrics.core.values import Key, as_datetime
 
 
 @dataclass
@@ -81,6 +81,11 @@ class Written:
     def as_dict(self) -> dict[str, int]:
         return {"hourly": self.hourly, "daily": self.daily, "monthly": self.monthly}
 
+    def __add__(self, other: Written) -> Written:
+        return Written(
+            self.hourly + other.hourly, self.daily + other.daily, self.monthly + other.monthly
+        )
+
 
 def day_ranges(days: Iterable[date]) -> list[tuple[date, date]]:
     return [(a.date(), b.date()) for a, b in merge_ranges([day_start(d) for d in days], DAY)]
@@ -98,11 +103,11 @@ def _rebuild(
     organizations: set[str] | None,
     span: Callable[[Iterable[date]], list[tuple[date, date]]],
     stamp: datetime,
-) -> set[RowKey]:
+) -> set[Key]:
     """Rewrite ``upper``'s rows of ``periods`` (for ``organizations``, None: all) as sums of
     ``lower``'s stored rows; returns the keys that changed."""
     ranges = span(periods)
-    lower_ranges = as_time_ranges(ranges) if lower is HOURLY else ranges
+    lower_ranges = as_time_ranges(ranges) if lower.granularity is Granularity.HOUR else ranges
     new = store.sums(conn, lower, upper, lower_ranges, organizations)
     old = store.read(conn, upper, ranges, organizations=organizations)
     return store.merge(conn, upper, old, new, stamp)
@@ -115,8 +120,8 @@ def _from_source(
     ranges: list[tuple[datetime, datetime]],
     stamp: datetime,
     stored_ranges: list[tuple[Any, Any]] | None = None,
-) -> set[RowKey]:
-    new = sourcesql.compute(source, tier.granularity, ranges)
+) -> set[Key]:
+    new = sourcesql.compute(source, tier.granularity, ranges, breakdown=tier.is_breakdown)
     old = store.read(conn, tier, stored_ranges or ranges)
     return store.merge(conn, tier, old, new, stamp)
 
@@ -124,7 +129,25 @@ def _from_source(
 def execute(
     conn: Connection, source: Connection, plan: Plan, coverage: Coverage, stamp: datetime
 ) -> Written:
-    """Apply ``plan`` to the rollup tiers (``conn`` holds the write lock)."""
+    """Apply ``plan`` to both families of rollup tiers, the organization rows and the
+    breakdowns (``conn`` holds the write lock)."""
+    written = Written()
+    for family in FAMILIES:
+        written += execute_family(conn, source, plan, coverage, stamp, family)
+    return written
+
+
+def execute_family(
+    conn: Connection,
+    source: Connection,
+    plan: Plan,
+    coverage: Coverage,
+    stamp: datetime,
+    family: Family,
+) -> Written:
+    """Apply ``plan`` to one family's tiers. A family rebuilds the days and months above the
+    rows it changed itself: a moved dimension changes breakdown rows and no organization row."""
+    hourly, daily, monthly = family.tiers
     written = Written()
     # Days whose hours changed, rebuilt from them; months whose days changed. For a forced
     # rebuild, every organization.
@@ -134,7 +157,7 @@ def execute(
     month_orgs: set[str] | None = None if plan.rebuild else set()
 
     if plan.hours:
-        changed = _from_source(conn, source, HOURLY, merge_ranges(list(plan.hours), HOUR), stamp)
+        changed = _from_source(conn, source, hourly, merge_ranges(list(plan.hours), HOUR), stamp)
         written.hourly += len(changed)
         for key in changed:
             day = as_datetime(key.period).date()
@@ -143,12 +166,12 @@ def execute(
                 if day_orgs is not None:
                     day_orgs.add(key.organization_id)
 
-    changed_days: set[RowKey] = set()
+    changed_days: set[Key] = set()
     if plan.days:
         ranges_d = day_ranges(plan.days)
-        changed_days |= _from_source(conn, source, DAILY, as_time_ranges(ranges_d), stamp, ranges_d)
+        changed_days |= _from_source(conn, source, daily, as_time_ranges(ranges_d), stamp, ranges_d)
     if days:
-        changed_days |= _rebuild(conn, HOURLY, DAILY, days, day_orgs, day_ranges, stamp)
+        changed_days |= _rebuild(conn, hourly, daily, days, day_orgs, day_ranges, stamp)
     written.daily += len(changed_days)
     for key in changed_days:
         months.add(month_of(key.period))
@@ -160,10 +183,10 @@ def execute(
     if from_source:
         ranges_m = month_ranges(from_source)
         written.monthly += len(
-            _from_source(conn, source, MONTHLY, as_time_ranges(ranges_m), stamp, ranges_m)
+            _from_source(conn, source, monthly, as_time_ranges(ranges_m), stamp, ranges_m)
         )
     if from_days:
         written.monthly += len(
-            _rebuild(conn, DAILY, MONTHLY, from_days, month_orgs, month_ranges, stamp)
+            _rebuild(conn, daily, monthly, from_days, month_orgs, month_ranges, stamp)
         )
     return written

@@ -33,6 +33,8 @@ from dashboard_metrics.core.values import (
     DEFAULT_PROJECT,
     DEFAULT_TAG,
     Agg,
+    BreakdownKey,
+    Key,
     RawRow,
     Rollup,
     RowKey,
@@ -40,6 +42,14 @@ from dashboard_metrics.core.values import (
     dump_buckets,
     parse_buckets,
 )
+
+
+def key_of(tier: Tier, values: Any) -> Key:
+    """A tier's row key from (organization, period, metric, *dims) as read from the table."""
+    org, period, name, *dims = values
+    kind = BreakdownKey if tier.is_breakdown else RowKey
+    return kind(org, as_period(period), name, *dims)
+
 
 # Above this many organizations a read takes the whole period range and keeps what it needs.
 _MAX_ORG_FILTER = 1000
@@ -53,12 +63,12 @@ def read(
     organizations: Collection[str] | None = None,
 ) -> Rollup:
     table = tier.table
+    width = 3 + len(tier.dims)
     query = select(
         table.c.organization_id,
         tier.period,
         table.c.metric_name,
-        table.c.project,
-        table.c.tag,
+        *(table.c[dim] for dim in tier.dims),
         table.c.metric_value,
         table.c.metric_count,
         table.c.buckets,
@@ -68,11 +78,11 @@ def read(
     if organizations is not None and len(organizations) <= _MAX_ORG_FILTER:
         query = query.where(table.c.organization_id.in_(sorted(organizations)))
     rollup: Rollup = {}
-    for org, period, name, project, tag, value, count, buckets in conn.execute(query):
-        if organizations is not None and org not in organizations:
+    for row in conn.execute(query):
+        if organizations is not None and row[0] not in organizations:
             continue
-        key = RowKey(org, as_period(period), name, project, tag)
-        rollup[key] = Agg(float(value), int(count), parse_buckets(buckets))
+        value, count, buckets = row[width:]
+        rollup[key_of(tier, row[:width])] = Agg(float(value), int(count), parse_buckets(buckets))
     return rollup
 
 
@@ -101,7 +111,8 @@ def sums(
     table = lower.table
     dialect = conn.dialect.name
     bucket = _upper_bucket(lower, upper, dialect).label("bucket")
-    keys = [table.c.organization_id, bucket, table.c.metric_name, table.c.project, table.c.tag]
+    keys = [table.c.organization_id, bucket, table.c.metric_name, *(table.c[d] for d in lower.dims)]
+    width = len(keys)
     scope = [in_ranges(lower.period, ranges)]
     if organizations is not None:
         scope.append(table.c.organization_id.in_(sorted(organizations)))
@@ -126,20 +137,20 @@ def sums(
         .where(*scope, table.c.buckets.isnot(None))
         .group_by(*keys, slot)
     )
-    counts: dict[RowKey, dict[int, int]] = {}
+    counts: dict[Key, dict[int, int]] = {}
     for row in conn.execute(per_slot):
-        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
-        counts.setdefault(key, {})[int(row[5])] = int(row[6])
+        key = key_of(upper, row[:width])
+        counts.setdefault(key, {})[int(row[width])] = int(row[width + 1])
     rollup: Rollup = {}
     for row in conn.execute(totals.where(*scope).group_by(*keys)):
-        key = RowKey(row[0], as_period(row[1]), row[2], row[3], row[4])
+        key = key_of(upper, row[:width])
         slots_of = counts.get(key)
         buckets = None if slots_of is None else tuple(slots_of[i] for i in range(len(slots_of)))
-        rollup[key] = Agg(float(row[5]), int(row[6]), buckets)
+        rollup[key] = Agg(float(row[width]), int(row[width + 1]), buckets)
     return rollup
 
 
-def _row(tier: Tier, key: RowKey, agg: Agg, stamp: datetime) -> dict[str, Any]:
+def _row(tier: Tier, key: Key, agg: Agg, stamp: datetime) -> dict[str, Any]:
     return {
         "organization_id": key.organization_id,
         tier.period_column: key.period,
@@ -148,19 +159,17 @@ def _row(tier: Tier, key: RowKey, agg: Agg, stamp: datetime) -> dict[str, Any]:
         "metric_value": agg.value,
         "metric_count": agg.count,
         "buckets": dump_buckets(agg.buckets),
-        "project": key.project,
-        "tag": key.tag,
+        **dict(zip(tier.dims, key[3:], strict=True)),
         "created_at": stamp,
         "modified_at": stamp,
     }
 
 
-_KEY_COLUMNS = ("organization_id", "{period}", "metric_name", "project", "tag")
 _UPDATE_COLUMNS = ("metric_type", "metric_value", "metric_count", "buckets", "modified_at")
 
 
 def key_columns(tier: Tier) -> list[str]:
-    return [c.format(period=tier.period_column) for c in _KEY_COLUMNS]
+    return ["organization_id", tier.period_column, "metric_name", *tier.dims]
 
 
 def upsert(conn: Connection, tier: Tier, rows: Rollup, stamp: datetime) -> int:
@@ -168,7 +177,7 @@ def upsert(conn: Connection, tier: Tier, rows: Rollup, stamp: datetime) -> int:
     return upsert_rows(conn, tier.table, payload, key_columns(tier), _UPDATE_COLUMNS)
 
 
-def delete_keys(conn: Connection, tier: Tier, keys: Iterable[RowKey]) -> int:
+def delete_keys(conn: Connection, tier: Tier, keys: Iterable[Key]) -> int:
     keys = list(keys)
     columns = [tier.table.c[name] for name in key_columns(tier)]
     for start in range(0, len(keys), BATCH_SIZE):
@@ -185,7 +194,7 @@ def delete_keys(conn: Connection, tier: Tier, keys: Iterable[RowKey]) -> int:
     return len(keys)
 
 
-def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> set[RowKey]:
+def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetime) -> set[Key]:
     """Make the stored rows for the keys of ``old`` and ``new`` equal ``new``: write what changed
     and delete what vanished (a bucket with no events has no row). Returns the keys written."""
     changed = {
@@ -197,21 +206,22 @@ def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetim
     return changed.keys() | gone
 
 
-_STAGE_COLUMNS = (
-    "organization_id",
-    "{period}",
-    "metric_name",
-    "metric_type",
-    "metric_value",
-    "metric_count",
-    "buckets",
-    "project",
-    "tag",
-)
+def _stage_columns(tier: Tier) -> list[str]:
+    return [
+        "organization_id",
+        tier.period_column,
+        "metric_name",
+        "metric_type",
+        "metric_value",
+        "metric_count",
+        "buckets",
+        *tier.dims,
+    ]
 
 
 def _copy_rows(
     conn: Connection,
+    tier: Tier,
     target: str,
     names: str,
     rows: Iterable[RawRow],
@@ -219,17 +229,19 @@ def _copy_rows(
 ) -> int:
     """COPY rows (with created_at and modified_at = ``stamp`` when given); returns their number."""
     kinds = {name: entry.type.value for name, entry in METRICS.items()}
-    project, tag = DEFAULT_PROJECT, DEFAULT_TAG
+    # Organization raw rows carry no key columns past the metric: the default project and tag.
+    fixed: tuple[Any, ...] = () if tier.is_breakdown else (DEFAULT_PROJECT, DEFAULT_TAG)
     extra: tuple[Any, ...] = () if stamp is None else (stamp, stamp)
     columns = f"{names}, created_at, modified_at" if extra else names
     copied = 0
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
-        for org, period, name, value, count, buckets in rows:
+        for row in rows:
+            org, period, name, value, count, buckets = row[:6]
             if count > 0:  # merge deletes a key whose new count is not positive
                 text_buckets = dump_buckets(buckets)
-                values = (org, period, name, kinds[name], value, count, text_buckets, project, tag)
-                copy.write_row((*values, *extra))
+                values = (org, period, name, kinds[name], value, count, text_buckets)
+                copy.write_row((*values, *fixed, *row[6:], *extra))
                 copied += 1
     return copied
 
@@ -250,7 +262,7 @@ def replace(
         new = as_rollup(rows)
         return len(merge(conn, tier, old, new, stamp))
     preparer = conn.dialect.identifier_preparer
-    columns = [c.format(period=tier.period_column) for c in _STAGE_COLUMNS]
+    columns = _stage_columns(tier)
     names = ", ".join(preparer.quote(c) for c in columns)
     target = preparer.format_table(tier.table)
     stage = f"dm_stage_{tier.table.name}"
@@ -259,7 +271,7 @@ def replace(
         scope.append(tier.table.c.organization_id == organization_id)
     if not conn.execute(select(exists().where(*scope))).scalar():
         # Nothing stored in the range (a first backfill): every row is new, COPY them in.
-        return _copy_rows(conn, target, names, rows, stamp)
+        return _copy_rows(conn, tier, target, names, rows, stamp)
     # ON COMMIT DROP: the stage lives as long as the caller's transaction.
     conn.execute(
         text(
@@ -268,7 +280,7 @@ def replace(
         )
     )
     conn.execute(text(f"TRUNCATE {stage}"))
-    _copy_rows(conn, stage, names, rows, None)
+    _copy_rows(conn, tier, stage, names, rows, None)
     keys = ", ".join(preparer.quote(c) for c in key_columns(tier))
     compared = ("metric_value", "metric_count", "buckets")
     upserted = conn.execute(

@@ -18,8 +18,9 @@ from dashboard_metrics.aggregator.engine import Aggregator
 from dashboard_metrics.aggregator.testdata import create_source_tables
 from dashboard_metrics.core import migrate
 from dashboard_metrics.core import source_tables as st
+from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.db import rollup_engine, source_engine
-from dashboard_metrics.core.schema import TIERS
+from dashboard_metrics.core.schema import BREAKDOWN_TIERS, TIERS
 from dashboard_metrics.core.settings import Settings
 from tests import oracle
 
@@ -113,12 +114,41 @@ class Harness:
                 out[(org, period, name)] = (value, count, stored)
             return out
 
+    def breakdown_rows(self, tier_name: str) -> dict[tuple[Any, ...], tuple[float, int, Any]]:
+        tier = BREAKDOWN_TIERS[tier_name]
+        table = tier.table
+        with self.rollup.connect() as conn:
+            rows = conn.execute(
+                select(
+                    table.c.organization_id,
+                    tier.period,
+                    table.c.metric_name,
+                    table.c.model,
+                    table.c.workflow,
+                    table.c.deployment,
+                    table.c.metric_value,
+                    table.c.metric_count,
+                    table.c.buckets,
+                )
+            )
+            return {
+                tuple(row[:6]): (
+                    row[6],
+                    row[7],
+                    None if row[8] is None else tuple(json.loads(row[8])),
+                )
+                for row in rows
+            }
+
     def assert_matches_oracle(
         self,
         tiers: tuple[str, ...] = ("hourly", "daily", "monthly"),
         since: dict[str, Any] | None = None,
     ) -> None:
-        events = oracle.events(self.source)
+        """Every organization tier and every breakdown tier equal the oracle within retention,
+        and each bucket's breakdown rows add up to its organization row."""
+        dim_events = oracle.dimension_events(self.source)
+        events = [event[:4] for event in dim_events]
         now = self.clock()
         # The invariant holds within retention: older hours and days may be gone (or not yet).
         since = {
@@ -133,25 +163,62 @@ class Harness:
             actual = self.tier_rows(tier)
             if since and tier in since:
                 actual = {k: v for k, v in actual.items() if k[1] >= since[tier]}
-            assert set(actual) == set(expected), (
-                f"{tier}: missing {sorted(set(expected) - set(actual))[:5]} "
-                f"extra {sorted(set(actual) - set(expected))[:5]}"
+            _assert_cells(tier, actual, expected)
+            expected_by = oracle.breakdown_rollup(dim_events, tier)
+            by = self.breakdown_rows(tier)
+            if since and tier in since:
+                expected_by = {k: v for k, v in expected_by.items() if k[1] >= since[tier]}
+                by = {k: v for k, v in by.items() if k[1] >= since[tier]}
+            _assert_cells(f"breakdown {tier}", by, expected_by)
+            _assert_sums_to_organization(tier, by, actual)
+
+
+def _assert_cells(
+    tier: str, actual: dict[Any, tuple[float, int, Any]], expected: dict[Any, oracle.Sums]
+) -> None:
+    assert set(actual) == set(expected), (
+        f"{tier}: missing {sorted(set(expected) - set(actual))[:5]} "
+        f"extra {sorted(set(actual) - set(expected))[:5]}"
+    )
+    for key, cell in expected.items():
+        value, count, buckets = actual[key]
+        assert count == cell.count, (tier, key, count, cell.count)
+        assert math.isclose(value, cell.value, rel_tol=1e-9, abs_tol=1e-9), (
+            tier,
+            key,
+            value,
+            cell.value,
+        )
+        assert buckets == (tuple(cell.buckets) if cell.buckets else None), (
+            tier,
+            key,
+            buckets,
+            cell.buckets,
+        )
+
+
+def _assert_sums_to_organization(
+    tier: str,
+    breakdown: dict[tuple[Any, ...], tuple[float, int, Any]],
+    organization: dict[tuple[str, Any, str], tuple[float, int, Any]],
+) -> None:
+    """The breakdown rows of a bucket, added up over any dimension, are its organization row
+    (counts and bucket counts exactly; values up to summation order)."""
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for key, (value, count, buckets) in breakdown.items():
+        acc = sums.setdefault(key[:3], [0.0, 0, None])
+        acc[0] += value
+        acc[1] += count
+        if buckets is not None:
+            acc[2] = (
+                buckets if acc[2] is None else tuple(map(sum, zip(acc[2], buckets, strict=True)))
             )
-            for key, cell in expected.items():
-                value, count, buckets = actual[key]
-                assert count == cell.count, (tier, key, count, cell.count)
-                assert math.isclose(value, cell.value, rel_tol=1e-9, abs_tol=1e-9), (
-                    tier,
-                    key,
-                    value,
-                    cell.value,
-                )
-                assert buckets == (tuple(cell.buckets) if cell.buckets else None), (
-                    tier,
-                    key,
-                    buckets,
-                    cell.buckets,
-                )
+    carried = {key: row for key, row in organization.items() if METRICS[key[2]].dimensions}
+    assert set(sums) == set(carried), (tier, sorted(set(sums) ^ set(carried))[:5])
+    for key, (value, count, buckets) in carried.items():
+        total = sums[key]
+        assert (total[1], total[2]) == (count, buckets), (tier, key, total, count, buckets)
+        assert math.isclose(total[0], value, rel_tol=1e-9, abs_tol=1e-9), (tier, key)
 
 
 @dataclass

@@ -19,6 +19,8 @@ from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import METRICS
 
 Event = tuple[str, str, datetime, float]  # organization, metric, created_at, value
+Dims = tuple[str, str, str]  # model, workflow, deployment ('' for none)
+DimEvent = tuple[str, str, datetime, float, Dims]
 
 
 def _utc(value: datetime) -> datetime:
@@ -31,6 +33,16 @@ def _rows(engine: Engine, table: Any) -> list[dict[str, Any]]:
 
 
 def events(source: Engine) -> list[Event]:
+    return [event[:4] for event in dimension_events(source)]  # type: ignore[misc]
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def dimension_events(source: Engine) -> list[DimEvent]:
+    """Every event with its model, workflow and deployment, as the catalogue's dimension
+    paths read literally ('' where the event has none or its metric does not carry one)."""
     orgs = {row["id"]: row["organization_id"] for row in _rows(source, st.organization)}
     known = set(orgs.values())
     workflows = {row["id"]: row for row in _rows(source, st.workflow)}
@@ -46,25 +58,36 @@ def events(source: Engine) -> list[Event]:
         workflow = workflows.get(workflow_id)
         return None if workflow is None else orgs.get(workflow["organization_id"])
 
-    out: list[Event] = []
-    for row in _rows(source, st.workflow_file_execution):
+    files = {row["id"]: row for row in _rows(source, st.workflow_file_execution)}
+
+    def run_dims(execution: dict[str, Any] | None) -> Dims:
+        if execution is None:
+            return ("", "", "")
+        return ("", _text(execution["workflow_id"]), _text(execution["pipeline_id"]))
+
+    out: list[DimEvent] = []
+    for row in files.values():
         execution = executions.get(row["workflow_execution_id"])
         org = None if execution is None else workflow_org(execution["workflow_id"])
         if org is None:
             continue
         when = _utc(row["created_at"])
+        dims = run_dims(execution)
         if row["status"] == "COMPLETED":
-            out.append((org, "documents_processed", when, 1.0))
+            out.append((org, "documents_processed", when, 1.0, dims))
         if row["status"] == "ERROR":
-            out.append((org, "failed_pages", when, float(pages_by_run.get(row["id"], 0))))
+            out.append((org, "failed_pages", when, float(pages_by_run.get(row["id"], 0)), dims))
     for row in pages:
         if row["organization_id"] in known:
+            file = files.get(row["run_id"])
+            execution = None if file is None else executions.get(file["workflow_execution_id"])
             out.append(
                 (
                     row["organization_id"],
                     "pages_processed",
                     _utc(row["created_at"]),
                     float(row["pages_processed"]),
+                    run_dims(execution),
                 )
             )
     for row in _rows(source, st.usage):
@@ -72,28 +95,34 @@ def events(source: Engine) -> list[Event]:
         if org is None or row["usage_type"] != "llm":
             continue
         when = _utc(row["created_at"])
-        out.append((org, "llm_calls", when, 1.0))
-        out.append((org, "llm_usage", when, float(row["cost_in_dollars"])))
-        out.append((org, "llm_tokens", when, float(row["total_tokens"])))
+        execution = executions.get(row["execution_id"])
+        deployment_id = "" if execution is None else _text(execution["pipeline_id"])
+        dims = (_text(row["model_name"]), _text(row["workflow_id"]), deployment_id)
+        out.append((org, "llm_calls", when, 1.0, dims))
+        out.append((org, "llm_usage", when, float(row["cost_in_dollars"]), dims))
+        out.append((org, "llm_tokens", when, float(row["total_tokens"]), dims))
         if row["llm_usage_reason"] == "challenge":
-            out.append((org, "challenges", when, 1.0))
+            out.append((org, "challenges", when, 1.0, dims))
         if row["llm_usage_reason"] == "summarize":
-            out.append((org, "summarization_calls", when, 1.0))
+            out.append((org, "summarization_calls", when, 1.0, dims))
     for row in executions.values():
         when = _utc(row["created_at"])
         org = workflow_org(row["workflow_id"])
+        dims = run_dims(row)
         if org is not None:
-            out.append((org, "prompt_executions", when, 1.0))
+            out.append((org, "prompt_executions", when, 1.0, dims))
         deployment = deployments.get(row["pipeline_id"])
         if deployment is not None and orgs.get(deployment["organization_id"]):
-            out.append((orgs[deployment["organization_id"]], "deployed_api_requests", when, 1.0))
+            org = orgs[deployment["organization_id"]]
+            out.append((org, "deployed_api_requests", when, 1.0, dims))
         pipeline = pipelines.get(row["pipeline_id"])
         if (
             pipeline is not None
             and pipeline["pipeline_type"] == "ETL"
             and orgs.get(pipeline["organization_id"])
         ):
-            out.append((orgs[pipeline["organization_id"]], "etl_pipeline_executions", when, 1.0))
+            org = orgs[pipeline["organization_id"]]
+            out.append((org, "etl_pipeline_executions", when, 1.0, dims))
     return out
 
 
@@ -117,6 +146,31 @@ def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Sum
     for org, name, when, value in all_events:
         metric = METRICS[name]
         cell = cells.setdefault((org, period_of(when, tier), name), Sums())
+        cell.value += value
+        cell.count += 1
+        if metric.is_histogram:
+            if not cell.buckets:
+                cell.buckets = [0] * (len(metric.buckets) + 1)
+            cell.buckets[bisect.bisect_left(metric.buckets, value)] += 1
+    return cells
+
+
+def breakdown_rollup(
+    all_events: list[DimEvent], tier: str
+) -> dict[tuple[str, Any, str, str, str, str], Sums]:
+    """Per (organization, period, metric, model, workflow, deployment)."""
+    cells: dict[tuple[str, Any, str, str, str, str], Sums] = {}
+    for org, name, when, value, dims in all_events:
+        metric = METRICS[name]
+        if not metric.dimensions:
+            continue
+        carried = {d.value for d in metric.dimensions}
+        model, workflow, deployment = (
+            value if dim in carried else ""
+            for dim, value in zip(("model", "workflow", "deployment"), dims, strict=True)
+        )
+        key = (org, period_of(when, tier), name, model, workflow, deployment)
+        cell = cells.setdefault(key, Sums())
         cell.value += value
         cell.count += 1
         if metric.is_histogram:

@@ -31,6 +31,7 @@ from dashboard_metrics.core.db import (
     source_engine,
     sqlite_file,
 )
+from dashboard_metrics.core.schema import FAMILIES
 from dashboard_metrics.core.setting_types import mask_url
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.state import request_recompute
@@ -148,9 +149,11 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         f"backfill {report.start} .. {report.end} (months {', '.join(report.months)})"
         + (f" for {args.org_id}" if args.org_id else "")
     )
-    for tier, figures in report.tiers.items():
+    tier_of = {t.table.name: t.name for family in FAMILIES for t in family.tiers}
+    for table, figures in report.tiers.items():
         summary = f"{figures.rows} rows, {verb} {figures.written}"
-        print(f"  {tier:8} {'skipped' if getattr(args, f'skip_{tier}') else summary}")
+        skipped = getattr(args, f"skip_{tier_of[table]}")
+        print(f"  {table:32} {'skipped' if skipped else summary}")
     return 0
 
 

@@ -29,6 +29,39 @@ class OrgVia(StrEnum):
     ETL_PIPELINE = "workflow_execution.pipeline_id = pipeline.id (ETL) -> its organization"
 
 
+class Dimension(StrEnum):
+    """What a breakdown splits a metric by (the API's ``group_by`` names and /metrics labels)."""
+
+    MODEL = "model"
+    WORKFLOW = "workflow"
+    DEPLOYMENT = "deployment"
+
+
+DIMENSIONS: tuple[Dimension, ...] = tuple(Dimension)
+
+# How each dimension resolves from a source table's row (core/sourcesql.py has the SQL). A
+# metric may carry a dimension only where its table has a path here (tests/test_breakdowns.py
+# checks), so adding one to a metric is one edit.
+DIMENSION_PATHS: dict[tuple[str, Dimension], str] = {
+    ("usage", Dimension.MODEL): "usage.model_name",
+    ("usage", Dimension.WORKFLOW): "usage.workflow_id",
+    ("usage", Dimension.DEPLOYMENT): "usage.execution_id -> workflow_execution.pipeline_id",
+    ("workflow_execution", Dimension.WORKFLOW): "workflow_execution.workflow_id",
+    ("workflow_execution", Dimension.DEPLOYMENT): "workflow_execution.pipeline_id",
+    ("workflow_file_execution", Dimension.WORKFLOW): (
+        "workflow_file_execution -> workflow_execution.workflow_id"
+    ),
+    ("workflow_file_execution", Dimension.DEPLOYMENT): (
+        "workflow_file_execution -> workflow_execution.pipeline_id"
+    ),
+    ("page_usage", Dimension.WORKFLOW): (
+        "page_usage.run_id -> workflow_file_execution -> workflow_execution.workflow_id"
+    ),
+    ("page_usage", Dimension.DEPLOYMENT): (
+        "page_usage.run_id -> workflow_file_execution -> workflow_execution.pipeline_id"
+    ),
+}
+
 # Value of one event: a column of the source row, or the pages recorded in page_usage for a
 # file execution (page_usage.run_id = workflow_file_execution.id as text; 0 when none).
 FILE_PAGES = "<page_usage pages of this file execution>"
@@ -55,6 +88,8 @@ class Metric:
     change_column: str = "modified_at"
     # Grafana unit id for panels.
     grafana_unit: str = "short"
+    # The breakdowns this metric is kept by (DIMENSION_PATHS says how each resolves).
+    dimensions: tuple[Dimension, ...] = ()
 
     @property
     def is_histogram(self) -> bool:
@@ -66,6 +101,8 @@ class Metric:
 
 
 _LLM = (("usage_type", "llm"),)
+_LLM_DIMENSIONS = (Dimension.MODEL, Dimension.WORKFLOW, Dimension.DEPLOYMENT)
+_RUN_DIMENSIONS = (Dimension.WORKFLOW, Dimension.DEPLOYMENT)
 
 PAGE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 FAILED_PAGE_BUCKETS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 500.0)
@@ -94,6 +131,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="documents_processed_total",
         help="Files whose workflow_file_execution is COMPLETED, by the file's creation hour",
         unit="documents",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="pages_processed",
@@ -106,6 +144,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="document_pages",
         help="Pages per page_usage row (the sum is the pages processed)",
         unit="pages",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="llm_calls",
@@ -116,6 +155,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="llm_calls_total",
         help="LLM calls: usage rows with usage_type 'llm' (every reason)",
         unit="calls",
+        dimensions=_LLM_DIMENSIONS,
     ),
     Metric(
         name="challenges",
@@ -126,6 +166,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="llm_challenges_total",
         help="LLM challenge calls: usage rows with usage_type 'llm' and reason 'challenge'",
         unit="calls",
+        dimensions=_LLM_DIMENSIONS,
     ),
     Metric(
         name="summarization_calls",
@@ -136,6 +177,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="llm_summarization_calls_total",
         help="LLM summarization calls: usage rows with usage_type 'llm' and reason 'summarize'",
         unit="calls",
+        dimensions=_LLM_DIMENSIONS,
     ),
     Metric(
         name="deployed_api_requests",
@@ -145,6 +187,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="deployed_api_requests_total",
         help="Workflow executions started through an API deployment (any status)",
         unit="requests",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="etl_pipeline_executions",
@@ -154,6 +197,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="etl_pipeline_executions_total",
         help="Workflow executions of ETL pipelines (any status)",
         unit="executions",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="llm_usage",
@@ -167,6 +211,7 @@ CATALOGUE: tuple[Metric, ...] = (
         help="Cost in USD per LLM call (usage rows with usage_type 'llm'; the sum is the cost)",
         unit="USD",
         grafana_unit="currencyUSD",
+        dimensions=_LLM_DIMENSIONS,
     ),
     Metric(
         name="prompt_executions",
@@ -176,6 +221,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="prompt_executions_total",
         help="Every workflow execution of any type and status",
         unit="executions",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="failed_pages",
@@ -188,6 +234,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="failed_document_pages",
         help="Pages per failed file (workflow_file_execution ERROR; page_usage pages, 0 if none)",
         unit="pages",
+        dimensions=_RUN_DIMENSIONS,
     ),
     Metric(
         name="llm_tokens",
@@ -200,6 +247,7 @@ CATALOGUE: tuple[Metric, ...] = (
         prometheus_name="llm_call_tokens",
         help="Total tokens per LLM call (usage rows with usage_type 'llm'; the sum is the tokens)",
         unit="tokens",
+        dimensions=_LLM_DIMENSIONS,
     ),
 )
 
@@ -217,6 +265,11 @@ def metric_groups() -> dict[tuple[str, OrgVia], list[Metric]]:
     for entry in CATALOGUE:
         groups.setdefault((entry.table, entry.org_via), []).append(entry)
     return groups
+
+
+def carrying(dimension: Dimension) -> tuple[Metric, ...]:
+    """The metrics kept by ``dimension``."""
+    return tuple(entry for entry in CATALOGUE if dimension in entry.dimensions)
 
 
 def change_columns() -> dict[str, str]:

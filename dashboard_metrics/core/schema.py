@@ -1,5 +1,6 @@
 """The rollup schema we own, in one place: the tier tables (one row per organization,
-period, metric, project and tag), the all-time totals, the writer's state and the attribution
+period, metric, project and tag), the breakdown tiers beside them (one row per organization,
+period, metric and dimension values), the all-time totals, the writer's state and the attribution
 it last saw. The migrations under ``migrations/`` create it; they are frozen copies and never
 import this module."""
 
@@ -60,6 +61,42 @@ event_metrics_hourly = _rollup_table("event_metrics_hourly", "timestamp", UTCDat
 event_metrics_daily = _rollup_table("event_metrics_daily", "date", Date())
 event_metrics_monthly = _rollup_table("event_metrics_monthly", "month", Date())
 
+# A breakdown row's dimension values; '' where the event has none (a null in the API) or the
+# metric does not carry the dimension.
+BREAKDOWN_DIMS = ("model", "workflow", "deployment")
+NO_VALUE = ""
+
+
+def _breakdown_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table:
+    return Table(
+        name,
+        rollup_metadata,
+        Column("organization_id", Text, nullable=False),
+        Column(period, period_type, nullable=False),
+        Column("metric_name", String(64), nullable=False),
+        Column("metric_type", String(16), nullable=False),
+        *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
+        Column("metric_value", Float, nullable=False),
+        Column("metric_count", BigInteger, nullable=False),
+        Column("buckets", Text, nullable=True),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("modified_at", UTCDateTime, nullable=False),
+        PrimaryKeyConstraint(
+            "organization_id", period, "metric_name", *BREAKDOWN_DIMS, name=f"{name}_pkey"
+        ),
+        Index(f"ix_{name}_{period}", period),
+        Index(f"ix_{name}_metric_{period}", "metric_name", period),
+    )
+
+
+event_metrics_breakdown_hourly = _breakdown_table(
+    "event_metrics_breakdown_hourly", "timestamp", UTCDateTime()
+)
+event_metrics_breakdown_daily = _breakdown_table("event_metrics_breakdown_daily", "date", Date())
+event_metrics_breakdown_monthly = _breakdown_table(
+    "event_metrics_breakdown_monthly", "month", Date()
+)
+
 aggregator_state = Table(
     "aggregator_state",
     rollup_metadata,
@@ -87,22 +124,67 @@ class Granularity(StrEnum):
     MONTH = "month"
 
 
+ORG_DIMS = ("project", "tag")
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
     table: Table
     period_column: str
     granularity: Granularity
+    # The key columns after organization, period and metric: project and tag for the
+    # organization rows, the dimensions for the breakdowns.
+    dims: tuple[str, ...] = ORG_DIMS
 
     @property
     def period(self) -> Column[object]:
         return self.table.c[self.period_column]
+
+    @property
+    def is_breakdown(self) -> bool:
+        return self.dims == BREAKDOWN_DIMS
 
 
 HOURLY = Tier("hourly", event_metrics_hourly, "timestamp", Granularity.HOUR)
 DAILY = Tier("daily", event_metrics_daily, "date", Granularity.DAY)
 MONTHLY = Tier("monthly", event_metrics_monthly, "month", Granularity.MONTH)
 TIERS = {tier.name: tier for tier in (HOURLY, DAILY, MONTHLY)}
+
+BREAKDOWN_HOURLY = Tier(
+    "hourly", event_metrics_breakdown_hourly, "timestamp", Granularity.HOUR, BREAKDOWN_DIMS
+)
+BREAKDOWN_DAILY = Tier(
+    "daily", event_metrics_breakdown_daily, "date", Granularity.DAY, BREAKDOWN_DIMS
+)
+BREAKDOWN_MONTHLY = Tier(
+    "monthly", event_metrics_breakdown_monthly, "month", Granularity.MONTH, BREAKDOWN_DIMS
+)
+BREAKDOWN_TIERS = {
+    tier.name: tier for tier in (BREAKDOWN_HOURLY, BREAKDOWN_DAILY, BREAKDOWN_MONTHLY)
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """Three tiers kept together: the organization rows, or the breakdowns. Every writer
+    keeps both families of a bucket in the same transaction, so they share one coverage."""
+
+    hourly: Tier
+    daily: Tier
+    monthly: Tier
+
+    @property
+    def tiers(self) -> tuple[Tier, Tier, Tier]:
+        return (self.hourly, self.daily, self.monthly)
+
+    def tier(self, name: str) -> Tier:
+        return {t.name: t for t in self.tiers}[name]
+
+
+ORGANIZATION = Family(HOURLY, DAILY, MONTHLY)
+BREAKDOWN = Family(BREAKDOWN_HOURLY, BREAKDOWN_DAILY, BREAKDOWN_MONTHLY)
+FAMILIES = (ORGANIZATION, BREAKDOWN)
 
 Ranges = Sequence[tuple[Any, Any]]
 

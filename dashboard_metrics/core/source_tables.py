@@ -223,7 +223,7 @@ SOURCE_TABLES = {
 # `generate-test-data` creates them). Change detection reads modified_at (created_at on the
 # insert-only page_usage); recomputation reads created_at ranges.
 RECOMMENDED_INDEXES: dict[str, list[tuple[str, ...]]] = {
-    "usage": [("modified_at",), ("created_at",)],
+    "usage": [("modified_at",), ("created_at",), ("execution_id",)],
     "page_usage": [("created_at",), ("run_id",)],
     "workflow_execution": [("modified_at",), ("created_at",)],
     "workflow_file_execution": [("modified_at",), ("created_at",), ("workflow_execution_id",)],

@@ -28,8 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import source_tables as st
-from dashboard_metrics.core.catalogue import FILE_PAGES, Metric, OrgVia, metric_groups
-from dashboard_metrics.core.schema import Granularity, in_ranges
+from dashboard_metrics.core.catalogue import FILE_PAGES, Dimension, Metric, OrgVia, metric_groups
+from dashboard_metrics.core.schema import BREAKDOWN_DIMS, NO_VALUE, Granularity, in_ranges
 from dashboard_metrics.core.timeutil import as_utc_or_none
 from dashboard_metrics.core.values import RawRow, Rollup, as_rollup
 
@@ -57,21 +57,31 @@ def parse_bucket(raw: Any, granularity: Granularity) -> datetime | date:
     return value if granularity is Granularity.HOUR else value.date()
 
 
-def file_id_matches_run_id(
-    file_id: ColumnElement[Any], run_id: ColumnElement[Any], dialect: str
+def id_matches_text(
+    row_id: ColumnElement[Any], reference: ColumnElement[Any], dialect: str
 ) -> ColumnElement[bool]:
-    """workflow_file_execution.id = page_usage.run_id, written so an index on the id serves it."""
+    """A uuid primary key = a text column holding it (page_usage.run_id, usage.execution_id),
+    written so an index on the id serves it."""
     if dialect == "postgresql":
-        # run_id may be blank or not a uuid: cast only what looks like one.
+        # The text may be blank or not a uuid: cast only what looks like one.
         as_uuid = case(
             (
-                run_id.op("~*")("^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
-                cast(run_id, st.workflow_file_execution.c.id.type),
+                reference.op("~*")(
+                    "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+                ),
+                cast(reference, row_id.type),
             ),
             else_=None,
         )
-        return file_id == as_uuid
-    return file_id == run_id
+        return row_id == as_uuid
+    return row_id == reference
+
+
+def file_id_matches_run_id(
+    file_id: ColumnElement[Any], run_id: ColumnElement[Any], dialect: str
+) -> ColumnElement[bool]:
+    """workflow_file_execution.id = page_usage.run_id."""
+    return id_matches_text(file_id, run_id, dialect)
 
 
 def org_source(org_via: OrgVia) -> tuple[FromClause, ColumnElement[str]]:
@@ -111,6 +121,38 @@ def org_source(org_via: OrgVia) -> tuple[FromClause, ColumnElement[str]]:
     raise ValueError(f"unknown organization path {org_via}")
 
 
+def with_dimension_joins(table: str, from_clause: FromClause, dialect: str) -> FromClause:
+    """``from_clause`` joined to the execution its rows belong to, where the dimensions are
+    (outer joins: an event without an execution keeps its place, with no dimension values)."""
+    we, wfe = st.workflow_execution, st.workflow_file_execution
+    if table == "usage":
+        return from_clause.outerjoin(we, id_matches_text(we.c.id, st.usage.c.execution_id, dialect))
+    if table == "page_usage":
+        return from_clause.outerjoin(
+            wfe, file_id_matches_run_id(wfe.c.id, st.page_usage.c.run_id, dialect)
+        ).outerjoin(we, we.c.id == wfe.c.workflow_execution_id)
+    return from_clause  # the execution tables hold their execution already
+
+
+def dimension_column(table: str, dimension: Dimension) -> ColumnElement[Any]:
+    """The SQL of ``dimension`` for an event of ``table`` (the catalogue's DIMENSION_PATHS)."""
+    we = st.workflow_execution
+    columns: dict[tuple[str, Dimension], ColumnElement[Any]] = {
+        ("usage", Dimension.MODEL): st.usage.c.model_name,
+        ("usage", Dimension.WORKFLOW): st.usage.c.workflow_id,
+        ("usage", Dimension.DEPLOYMENT): we.c.pipeline_id,
+        **{
+            (name, Dimension.WORKFLOW): we.c.workflow_id
+            for name in ("workflow_execution", "workflow_file_execution", "page_usage")
+        },
+        **{
+            (name, Dimension.DEPLOYMENT): we.c.pipeline_id
+            for name in ("workflow_execution", "workflow_file_execution", "page_usage")
+        },
+    }
+    return func.coalesce(cast(columns[(table, dimension)], Text), NO_VALUE)
+
+
 def metric_filter(entry: Metric) -> ColumnElement[bool]:
     table = st.SOURCE_TABLES[entry.table]
     if not entry.where:
@@ -138,16 +180,22 @@ def group_query(
     ranges: TimeRanges,
     dialect: str,
     organization_id: str | None = None,
+    dimensions: Sequence[Dimension] = (),
 ) -> Select[Any]:
-    """One GROUP BY (organization, bucket) query computing every metric of one source group."""
+    """One GROUP BY (organization, bucket[, dimensions]) query computing every metric of one
+    source group."""
     first = metrics[0]
     table = st.SOURCE_TABLES[first.table]
     from_clause, org_column = org_source(first.org_via)
+    if dimensions:
+        from_clause = with_dimension_joins(first.table, from_clause, dialect)
     time_column = table.c[first.time_column]
-    columns: list[ColumnElement[Any]] = [
+    keys: list[ColumnElement[Any]] = [
         org_column.label("org"),
         bucket_expr(time_column, granularity, dialect).label("bucket"),
+        *(dimension_column(first.table, d).label(f"d_{d.value}") for d in dimensions),
     ]
+    columns = list(keys)
     filters = []
     for index, entry in enumerate(metrics):
         condition = metric_filter(entry)
@@ -162,13 +210,14 @@ def group_query(
     where = [in_ranges(time_column, ranges), or_(*filters)]
     if organization_id is not None:
         where.append(org_column == organization_id)
-    return select(*columns).select_from(from_clause).where(*where).group_by(columns[0], columns[1])
+    return select(*columns).select_from(from_clause).where(*where).group_by(*keys)
 
 
-def _layout(metrics: Sequence[Metric]) -> list[tuple[Metric, int, int, int]]:
-    """Per metric: positions of its count, value and first bucket column in a group_query row."""
+def _layout(metrics: Sequence[Metric], keys: int) -> list[tuple[Metric, int, int, int]]:
+    """Per metric: positions of its count, value and first bucket column in a group_query row
+    (after its ``keys`` key columns)."""
     layout = []
-    position = 2  # after org and bucket
+    position = keys
     for entry in metrics:
         slots = len(entry.buckets) if entry.value is not None else 0
         value_at = position + 1 if entry.value is not None else -1
@@ -177,10 +226,22 @@ def _layout(metrics: Sequence[Metric]) -> list[tuple[Metric, int, int, int]]:
     return layout
 
 
+def _dims_of(row: Any, dimensions: Sequence[Dimension]) -> tuple[str, ...]:
+    """The breakdown's dimension values (every dimension, in BREAKDOWN_DIMS order) of a
+    group_query row; '' for the dimensions the query does not group by."""
+    if not dimensions:
+        return ()
+    found = {d.value: row[2 + i] for i, d in enumerate(dimensions)}
+    return tuple(found.get(name, NO_VALUE) for name in BREAKDOWN_DIMS)
+
+
 def _raw_rows(
-    metrics: Sequence[Metric], granularity: Granularity, rows: Iterable[Any]
+    metrics: Sequence[Metric],
+    granularity: Granularity,
+    rows: Iterable[Any],
+    dimensions: Sequence[Dimension] = (),
 ) -> Iterator[RawRow]:
-    layout = _layout(metrics)
+    layout = _layout(metrics, 2 + len(dimensions))
     periods: dict[Any, datetime | date] = {}  # few distinct buckets, many rows: parse once
     for row in rows:
         raw = row[1]
@@ -188,12 +249,13 @@ def _raw_rows(
         if period is None:
             period = periods[raw] = parse_bucket(raw, granularity)
         org = row[0]
+        dims = _dims_of(row, dimensions)
         for entry, count_at, value_at, buckets_at in layout:
             count = int(row[count_at] or 0)
             if count == 0:
                 continue  # buckets with no events have no row
             if value_at < 0:
-                yield org, period, entry.name, float(count), count, None
+                yield org, period, entry.name, float(count), count, None, *dims
                 continue
             value = float(row[value_at] or 0)
             # Cumulative "value <= bound" counts to per-bucket counts, +Inf last (C-level map).
@@ -201,7 +263,26 @@ def _raw_rows(
                 int(c or 0) for c in row[buckets_at : buckets_at + len(entry.buckets)]
             )
             counts = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
-            yield org, period, entry.name, value, count, counts
+            yield org, period, entry.name, value, count, counts, *dims
+
+
+def _query_groups(
+    breakdown: bool, metric_names: Sequence[str] | None
+) -> Iterator[tuple[list[Metric], tuple[Dimension, ...]]]:
+    """The metrics one query computes, with the dimensions it groups by: per source group, or
+    per source group and carried dimensions for the breakdowns."""
+    for metrics in metric_groups().values():
+        selected = [m for m in metrics if metric_names is None or m.name in metric_names]
+        if not breakdown:
+            if selected:
+                yield selected, ()
+            continue
+        by_dims: dict[tuple[Dimension, ...], list[Metric]] = {}
+        for entry in selected:
+            if entry.dimensions:
+                by_dims.setdefault(entry.dimensions, []).append(entry)
+        for dims, carried in by_dims.items():
+            yield carried, dims
 
 
 def compute_rows(
@@ -210,9 +291,11 @@ def compute_rows(
     ranges: TimeRanges,
     organization_id: str | None = None,
     metric_names: Sequence[str] | None = None,
+    breakdown: bool = False,
 ) -> Iterator[RawRow]:
-    """Every catalogue metric per organization and bucket, as plain tuples (no per-row objects
-    beyond the tuple: backfill streams millions of them)."""
+    """Every catalogue metric per organization and bucket (and, for the ``breakdown``, per
+    dimension values), as plain tuples (no per-row objects beyond the tuple: backfill streams
+    millions of them)."""
     if not ranges:
         return
     dialect = conn.dialect.name
@@ -220,12 +303,9 @@ def compute_rows(
         # The subplans of failed_pages inflate the cost estimate past jit_above_cost: compiling
         # costs seconds per query and saves nothing on these short aggregations.
         conn.exec_driver_sql("SET LOCAL jit = off")
-    for metrics in metric_groups().values():
-        selected = [m for m in metrics if metric_names is None or m.name in metric_names]
-        if not selected:
-            continue
-        query = group_query(selected, granularity, ranges, dialect, organization_id)
-        yield from _raw_rows(selected, granularity, conn.execute(query))
+    for selected, dims in _query_groups(breakdown, metric_names):
+        query = group_query(selected, granularity, ranges, dialect, organization_id, dims)
+        yield from _raw_rows(selected, granularity, conn.execute(query), dims)
 
 
 def compute(
@@ -234,6 +314,8 @@ def compute(
     ranges: TimeRanges,
     organization_id: str | None = None,
     metric_names: Sequence[str] | None = None,
+    breakdown: bool = False,
 ) -> Rollup:
     """Every catalogue metric per organization and bucket over the given time ranges."""
-    return as_rollup(compute_rows(conn, granularity, ranges, organization_id, metric_names))
+    rows = compute_rows(conn, granularity, ranges, organization_id, metric_names, breakdown)
+    return as_rollup(rows)

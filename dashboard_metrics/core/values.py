@@ -24,6 +24,20 @@ class RowKey(NamedTuple):
     tag: str = DEFAULT_TAG
 
 
+class BreakdownKey(NamedTuple):
+    """A breakdown row's key: '' for a dimension the event has no value for."""
+
+    organization_id: str
+    period: Period
+    metric_name: str
+    model: str = ""
+    workflow: str = ""
+    deployment: str = ""
+
+
+Key = RowKey | BreakdownKey
+
+
 @dataclass(frozen=True)
 class Agg:
     """Sum of event values, number of events and per-bucket event counts (histograms): one
@@ -74,29 +88,40 @@ def dump_buckets(buckets: tuple[int, ...] | None) -> str | None:
     return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
 
 
-Rollup = dict[RowKey, Agg]
+Rollup = dict[Key, Agg]
 
 # (organization, period, metric_name, value, event count, per-bucket counts or None) with the
 # default project and tag: a bucket as the source queries compute it, without per-row objects.
-RawRow = tuple[str, Period, str, float, int, tuple[int, ...] | None]
+# A breakdown's raw row carries its dimension values after these six (model, workflow,
+# deployment).
+RawRow = tuple[Any, ...]
 
 
 def as_rollup(rows: Iterable[RawRow]) -> Rollup:
-    return {RowKey(org, period, name): Agg(v, c, b) for org, period, name, v, c, b in rows}
+    """Organization rows (six fields) or breakdown rows (six and the dimension values)."""
+    rollup: Rollup = {}
+    for row in rows:
+        org, period, name, value, count, buckets = row[:6]
+        key: Key = (
+            BreakdownKey(org, period, name, *row[6:]) if len(row) > 6 else RowKey(org, period, name)
+        )
+        rollup[key] = Agg(value, count, buckets)
+    return rollup
 
 
 class RowSums:
-    """Raw rows added up per (organization, metric): a day or a month of hours. Mutable lists
-    rather than Agg sums, because backfill adds up millions of rows."""
+    """Raw rows added up per (organization, metric, dimension values): a day or a month of
+    hours. Mutable lists rather than Agg sums, because backfill adds up millions of rows."""
 
     def __init__(self) -> None:
-        self.sums: dict[tuple[str, str], list[Any]] = {}
+        self.sums: dict[tuple[Any, ...], list[Any]] = {}
 
     def add(self, row: RawRow) -> None:
-        org, _, name, value, count, buckets = row
-        acc = self.sums.get((org, name))
+        key = (row[0], row[2], *row[6:])
+        value, count, buckets = row[3], row[4], row[5]
+        acc = self.sums.get(key)
         if acc is None:
-            self.sums[(org, name)] = [value, count, None if buckets is None else list(buckets)]
+            self.sums[key] = [value, count, None if buckets is None else list(buckets)]
             return
         acc[0] += value
         acc[1] += count
@@ -109,6 +134,6 @@ class RowSums:
 
     def rows(self, period: Period) -> list[RawRow]:
         return [
-            (org, period, name, value, count, None if buckets is None else tuple(buckets))
-            for (org, name), (value, count, buckets) in self.sums.items()
+            (key[0], period, key[1], value, count, None if b is None else tuple(b), *key[2:])
+            for key, (value, count, b) in self.sums.items()
         ]

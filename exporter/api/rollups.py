@@ -101,8 +101,8 @@ def live_cells(
             tier,
             key.metric_name,
             METRICS[key.metric_name].type.value,
-            key.project,
-            key.tag,
+            DEFAULT_PROJECT,  # source events all carry the default project and tag
+            DEFAULT_TAG,
             agg.value,
             agg.count,
         )
