@@ -1,5 +1,6 @@
 """Property test: random histories of inserts, late status changes, deletes, re-attributions
-(pipelines switching type, workflows changing organization), rows stamped in the future,
+(pipelines switching type, workflows changing organization), dimension changes (a usage row's
+model edited, an execution moved to another workflow or deployment), rows stamped in the future,
 generated data, backfills, short cleanups, ticks and reconciliations. After each tick every tier
 equals the oracle, within the README's guarantees: deletes show after a reconciliation within its
 window, and always after a backfill."""
@@ -24,6 +25,7 @@ from tests.conftest import reset_pg
 from tests.harness import FakeClock, Harness, Org, utc
 
 MINUTES_40_DAYS = 40 * 24 * 60
+MODELS = ["gpt-4o", "claude", ""]
 
 operation = strat.one_of(
     strat.tuples(
@@ -33,6 +35,15 @@ operation = strat.one_of(
         strat.sampled_from(["extraction", "challenge", "summarize", "lookup"]),
         strat.floats(0, 2, allow_nan=False),
         strat.integers(0, 200_000),
+        strat.sampled_from(MODELS),
+        strat.integers(-1, 50),  # the execution it belongs to (-1: none)
+    ),
+    strat.tuples(strat.just("edit_model"), strat.integers(0, 50), strat.sampled_from(MODELS)),
+    strat.tuples(strat.just("move_execution"), strat.integers(0, 50), strat.integers(0, 2)),
+    strat.tuples(
+        strat.just("redeploy_execution"),
+        strat.integers(0, 50),
+        strat.sampled_from(["manual", "etl", "task", "api"]),
     ),
     strat.tuples(
         strat.just("file"),
@@ -74,6 +85,8 @@ class Model:
     h: Harness
     orgs: list[Org]
     files: list[str] = field(default_factory=list)
+    executions: list[tuple[Org, str]] = field(default_factory=list)
+    usages: list[str] = field(default_factory=list)
     deletable: list[tuple[Any, str, datetime]] = field(default_factory=list)
     unreconciled: list[datetime] = field(default_factory=list)
     generated: int = 0
@@ -81,16 +94,29 @@ class Model:
     def apply(self, op: tuple[Any, ...]) -> None:
         h, kind = self.h, op[0]
         if kind == "usage":
-            _, org, age, reason, cost, tokens = op
+            _, org, age, reason, cost, tokens, model, execution = op
             created = h.clock() - timedelta(minutes=age)
-            row = self.orgs[org].usage(created, reason=reason, cost=cost, tokens=tokens)
+            linked = execution >= 0 and self.executions
+            run = self.executions[execution % len(self.executions)] if linked else None
+            row = self.orgs[org].usage(
+                created,
+                reason=reason,
+                cost=cost,
+                tokens=tokens,
+                model=model,
+                execution_id=None if run is None else run[1],
+                workflow_id=None if run is None else run[0].workflow_id,
+            )
             self.deletable.append((st.usage, row, created))
+            self.usages.append(row)
+        elif kind in ("edit_model", "move_execution", "redeploy_execution"):
+            self.change_dimension(op)
         elif kind == "file":
             _, org, age, status, how, pages = op
             created = h.clock() - timedelta(minutes=age)
-            file_id = self.orgs[org].file(
-                self.orgs[org].execution(created, kind=how), created, status=status
-            )
+            execution_id = self.orgs[org].execution(created, kind=how)
+            self.executions.append((self.orgs[org], execution_id))
+            file_id = self.orgs[org].file(execution_id, created, status=status)
             self.files.append(file_id)
             if pages:
                 self.orgs[org].pages(file_id, created, pages)
@@ -162,6 +188,32 @@ class Model:
                 h.assert_matches_oracle()
         elif kind == "advance":
             h.clock.advance(minutes=op[1])
+
+    def change_dimension(self, op: tuple[Any, ...]) -> None:
+        """A usage row's model edited; an execution moved to another workflow (another
+        organization's) or started through another deployment."""
+        h, kind = self.h, op[0]
+        table: Any = st.workflow_execution
+        if kind == "edit_model":
+            if not self.usages:
+                return
+            table, row = st.usage, self.usages[op[1] % len(self.usages)]
+            values: dict[str, Any] = {"model_name": op[2]}
+        else:
+            if not self.executions:
+                return
+            owner, row = self.executions[op[1] % len(self.executions)]
+            if kind == "move_execution":
+                values = {"workflow_id": self.orgs[op[2]].workflow_id}
+            else:
+                deployments = {"manual": None, "etl": owner.etl_id, "task": owner.task_id}
+                values = {"pipeline_id": deployments.get(op[2], owner.api_id)}
+        with h.source.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id == row)
+                .values(**values, modified_at=h.clock.advance(seconds=1))
+            )
 
 
 def fresh_harness(template: Settings) -> Harness:
