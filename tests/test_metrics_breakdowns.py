@@ -11,18 +11,32 @@ import math
 import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
-from sqlalchemy import delete, select, update
+from sqlalchemy import create_engine, delete, select, update
 
 from dashboard_metrics.core import migrate
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import CATALOGUE, Dimension
 from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
+from dashboard_metrics.core.db import rollup_engine
 from dashboard_metrics.core.schema import metric_breakdown_totals
+from dashboard_metrics.exporter.app import create_app
+from dashboard_metrics.exporter.metrics.fastrender import SeriesRow
+from dashboard_metrics.exporter.metrics.usage import (
+    EOF_LINE,
+    Built,
+    FamiliesCollector,
+    families_from,
+)
 from tests import oracle
 from tests.harness import Harness, Org, utc
 from tests.test_metrics_collector import OPENMETRICS, promtool
@@ -326,3 +340,73 @@ def test_migration_0005_fills_the_breakdown_totals_and_downgrades(h: Harness) ->
     migrate.upgrade(h.rollup)
     assert migrate.current_revision(h.rollup) == migrate.head_revision()
     assert _stored_breakdown_totals(h) == expected
+
+
+async def test_names_unreadable_leave_the_usage_families_served(
+    h: Harness, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    populate_dims(h, [h.org()])
+    h.aggregator.tick()
+    settings = h.settings.with_overrides(metrics_dimensions="workflow")
+    reader = rollup_engine(settings, writer=False)
+    gone = create_engine(f"sqlite:///{tmp_path / 'missing' / 'source.db'}")  # cannot open
+    app = create_app(settings, clock=h.clock, rollup=reader, source=gone)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    async with TestClient(TestServer(app)) as client:
+        samples = parse(await scrape(client))
+    reader.dispose()
+    assert value(samples, "dashboard_metrics_database_up") == 1
+    assert_equal_samples(usage_samples(samples), expected_labelled(h, ["workflow"]))
+    assert not any(name == f"{NS}_workflow_info" for name, _ in samples)
+    assert any(r.getMessage().endswith("names unavailable") for r in caplog.records)
+
+
+async def test_top_n_applies_to_the_labelled_series(h: Harness) -> None:
+    busy, quiet = h.org(), h.org()
+    populate_dims(h, [busy, busy, quiet])  # twice the events for the busy one
+    h.aggregator.tick()
+    async with serving(h, metrics_dimensions=ALL, metrics_top_n=1) as client:
+        samples = parse(await scrape(client))
+    orgs = {dict(labels).get("organization") for name, labels in usage_samples(samples)}
+    assert orgs == {busy.string_id}
+    infos = {dict(k[1])["organization"] for k in samples if k[0].endswith("ment_info")}
+    assert infos == {busy.string_id}
+
+
+labels_text = hs.text(min_size=0, max_size=8)  # quotes, backslashes, newlines, unicode
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=hs.data(),
+    dims=hs.sampled_from([("model",), ("workflow", "deployment"), ("model", "workflow")]),
+)
+def test_labelled_fast_rendering_equals_prometheus_client(
+    data: hs.DataObject, dims: tuple[str, ...]
+) -> None:
+    labelled: dict[str, tuple[str, ...]] = {}
+    series: dict[str, list[SeriesRow]] = {}
+    for metric in CATALOGUE:
+        names = shown(metric, dims)
+        rows = []
+        for _ in range(data.draw(hs.integers(0, 3))):
+            values = [data.draw(labels_text) for _ in range(len(names) + 1)]
+            labels = tuple(sorted(zip(("organization", *names), values, strict=True)))
+            count = data.draw(hs.integers(0, 10**6))
+            buckets = None
+            if metric.is_histogram:
+                slots = metric.bucket_slots
+                buckets = tuple(
+                    data.draw(hs.lists(hs.integers(0, 99), min_size=slots, max_size=slots))
+                )
+            value_ = data.draw(hs.floats(0, 1e9, allow_nan=False))
+            rows.append((labels, value_, count, buckets, data.draw(hs.integers(0, count))))
+        unique = {row[0]: row for row in rows}
+        series[metric.name] = sorted(unique.values())
+        if names:
+            labelled[metric.name] = names
+    for accept in ("text/plain", OPENMETRICS):
+        encoder, content_type = choose_encoder(accept)
+        reference = encoder(FamiliesCollector(families_from(series, NS, labelled)))
+        fast = Built(1, series, NS, labelled).render(encoder, content_type)
+        assert fast == reference.removesuffix(EOF_LINE)
