@@ -107,3 +107,24 @@ def replica_quantile(q: float, buckets: str, window: str, by: str = "") -> str:
     """Quantile of a per-replica histogram over all replicas' observations."""
     grouping = f"{by}, le" if by else "le"
     return f"histogram_quantile({q}, sum by ({grouping}) (rate({buckets}[{window}])))"
+
+
+# Names of workflows and deployments reach Prometheus as info metrics (value 1, one series per
+# organization and id), never as labels on the usage families.
+NAME_LABELS = {"workflow": ("workflow_name",), "deployment": ("deployment_name", "deployment_type")}
+
+
+def info_series(dimension: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}_{dimension}_info"
+
+
+def named(expr: str, dimension: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """``expr`` (by organization and ``dimension``) with the dimension's names joined from its
+    info metric. The info series are deduplicated over replicas and one per id is kept (a rename
+    seen by one replica before the other cannot make the join many-to-many); series without
+    one (no value, an id the source no longer has) stay, unnamed."""
+    keys = f"organization, {dimension}"
+    info = dedup(f"{info_series(dimension, namespace)}{braces(ORG)}")
+    names = ", ".join(NAME_LABELS[dimension])
+    joined = f"{expr} * on ({keys}) group_left ({names}) topk by ({keys}) (1, {info})"
+    return f"({joined}) or on ({keys}) {expr}"
