@@ -7,7 +7,12 @@ decreases (a reconciliation that removes deleted source rows). Histograms apply 
 bucket, so bucket counts, ``_count`` and ``_sum`` never decrease either. ``monotonic - true``
 is what corrections took away; /metrics exposes it as its own counter family.
 
-The table lives in the rollup database and is written inside the writer's transaction, so
+``metric_breakdown_totals`` keeps the same per (organization, metric, model, workflow,
+deployment) from the monthly breakdown tier, for the labelled families; a key whose true total
+fell to zero keeps its row, so its monotonic value survives (a usage row's model edited moves
+its events to another key: the old key's counter stays, the new one grows).
+
+The tables live in the rollup database and is written inside the writer's transaction, so
 every serve replica reads the same values.
 """
 
@@ -26,7 +31,14 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import state
-from dashboard_metrics.core.schema import MONTHLY, TOTALS_VERSION, metric_totals
+from dashboard_metrics.core.schema import (
+    BREAKDOWN_DIMS,
+    BREAKDOWN_MONTHLY,
+    MONTHLY,
+    TOTALS_VERSION,
+    metric_breakdown_totals,
+    metric_totals,
+)
 from dashboard_metrics.core.upsert import upsert_rows
 from dashboard_metrics.core.values import Agg, dump_buckets, parse_buckets
 
@@ -58,19 +70,14 @@ def advance(monotonic: Agg, old: Agg, new: Agg) -> tuple[Agg, bool]:
     return Agg(value, sum(grown), grown), corrected
 
 
-def _rescan(conn: Connection) -> set[Pair]:
+def _rescan(conn: Connection, monthly: Table, totals: Table) -> set[Pair]:
     """Pairs whose monthly row count differs from the recorded one: one grouped scan of the
     tier (no bucket payloads). Needed only when monthly rows vanished."""
-    monthly = MONTHLY.table
-    grouped = conn.execute(
-        select(monthly.c.organization_id, monthly.c.metric_name, func.count()).group_by(
-            monthly.c.organization_id, monthly.c.metric_name
-        )
-    )
-    known = select(
-        metric_totals.c.organization_id, metric_totals.c.metric_name, metric_totals.c.month_rows
-    )
-    stored = {(org, name): rows for org, name, rows in conn.execute(known)}
+    pair = (monthly.c.organization_id, monthly.c.metric_name)
+    grouped = conn.execute(select(*pair, func.count()).group_by(*pair))
+    recorded = (totals.c.organization_id, totals.c.metric_name)
+    known = select(*recorded, func.sum(totals.c.month_rows)).group_by(*recorded)
+    stored = {(org, name): int(rows or 0) for org, name, rows in conn.execute(known)}
     changed: set[Pair] = set()
     for org, name, rows in grouped:
         if stored.pop((org, name), None) != rows:
@@ -88,14 +95,15 @@ def _count_rows(conn: Connection, table: Table, column: Any, pairs: Sequence[Pai
     )
 
 
-def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
-    """Pairs whose monthly rows this transaction wrote (stamped ``now``, found through the
-    modified_at index) or deleted.
+def changed_pairs(
+    conn: Connection, now: datetime, monthly: Table = MONTHLY.table, totals: Table = metric_totals
+) -> set[Pair]:
+    """Pairs whose ``monthly`` rows this transaction wrote (stamped ``now``, found through the
+    modified_at index) or deleted, against the month rows ``totals`` records.
 
     A deleted monthly row leaves no stamp behind, but it leaves the tier with fewer rows than
     the totals record: when the counts disagree, a rescan finds the pairs.
     """
-    monthly = MONTHLY.table
     touched = sorted(
         (org, name)
         for org, name in conn.execute(
@@ -105,16 +113,16 @@ def _changed_pairs(conn: Connection, now: datetime) -> set[Pair]:
         )
     )
     tier_rows = int(conn.execute(select(func.count()).select_from(monthly)).scalar() or 0)
-    recorded = int(conn.execute(select(func.sum(metric_totals.c.month_rows))).scalar() or 0)
+    recorded = int(conn.execute(select(func.sum(totals.c.month_rows))).scalar() or 0)
     if touched:
         tier_rows -= _count_rows(conn, monthly, func.count(), touched)
-        recorded -= _count_rows(conn, metric_totals, func.sum(metric_totals.c.month_rows), touched)
+        recorded -= _count_rows(conn, totals, func.sum(totals.c.month_rows), touched)
     if tier_rows == recorded:
         return set(touched)
-    return set(touched) | _rescan(conn)
+    return set(touched) | _rescan(conn, monthly, totals)
 
 
-def _batches(pairs: Sequence[Pair]) -> Iterable[Sequence[Pair]]:
+def _batches(pairs: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(pairs), _PAIR_BATCH):
         yield pairs[start : start + _PAIR_BATCH]
 
@@ -173,10 +181,13 @@ def refresh_totals(conn: Connection, now: datetime) -> None:
     """Called inside every writing transaction (tick, backfill, cleanup) after its writes.
 
     Recomputes only the pairs whose monthly rows changed: the cost follows the change, plus
-    two counts over the monthly tier.
+    two counts over each monthly tier (organization rows and breakdowns).
     """
-    pairs = sorted(_changed_pairs(conn, now))
+    broken_down = refresh_breakdowns(conn, now)
+    pairs = sorted(changed_pairs(conn, now))
     if not pairs:
+        if broken_down:
+            bump_version(conn, now)
         return
     current = _current(conn, pairs)
     stored = _stored(conn, pairs)
@@ -222,4 +233,128 @@ def refresh_totals(conn: Connection, now: datetime) -> None:
     keys = ["organization_id", "metric_name"]
     updates = [c.name for c in metric_totals.columns if c.name not in keys]
     upsert_rows(conn, metric_totals, rows, keys, updates)
+    bump_version(conn, now)
+
+
+def bump_version(conn: Connection, now: datetime) -> None:
+    """Serve replicas rebuild their /metrics families when this moves."""
     state.put(conn, {TOTALS_VERSION: int(state.get(conn, TOTALS_VERSION) or 0) + 1}, now)
+
+
+# -- the breakdowns ----------------------------------------------------------------------------
+
+BreakdownKey = tuple[str, str, str, str, str]  # organization, metric, model, workflow, deployment
+_KEY = ("organization_id", "metric_name", *BREAKDOWN_DIMS)
+
+
+def _breakdown_current(
+    conn: Connection, pairs: Sequence[Pair]
+) -> dict[BreakdownKey, tuple[Agg, int, str]]:
+    """True totals of every key of ``pairs`` from the monthly breakdown tier."""
+    monthly = BREAKDOWN_MONTHLY.table
+    pair = tuple_(monthly.c.organization_id, monthly.c.metric_name)
+    query = select(
+        *(monthly.c[name] for name in _KEY),
+        monthly.c.month,
+        monthly.c.metric_value,
+        monthly.c.metric_count,
+        monthly.c.buckets,
+        monthly.c.metric_type,
+    )
+    wanted = set(pairs) if len(pairs) > _FULL_SCAN_PAIRS else None
+    queries = (
+        [query]
+        if wanted is not None
+        else [query.where(pair.in_(list(batch))) for batch in _batches(pairs)]
+    )
+    rows: dict[BreakdownKey, list[tuple[str, float, int, str | None, str]]] = {}
+    for statement in queries:
+        for org, name, model, workflow, deployment, month, v, c, raw, kind in conn.execute(
+            statement
+        ):
+            if wanted is None or (org, name) in wanted:
+                key = (org, name, model, workflow, deployment)
+                rows.setdefault(key, []).append((str(month), v, c, raw, kind))
+    return {key: _summed(items) for key, items in rows.items()}
+
+
+def _summed(items: list[tuple[str, float, int, str | None, str]]) -> tuple[Agg, int, str]:
+    items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats
+    value, count, buckets = 0.0, 0, None
+    for _month, v, c, raw, _kind in items:
+        value += float(v)
+        count += int(c)
+        parsed = parse_buckets(raw)
+        if parsed is not None and buckets is not None and len(buckets) == len(parsed):
+            buckets = tuple(a + b for a, b in zip(buckets, parsed, strict=True))
+        elif parsed is not None:
+            buckets = parsed
+    return Agg(value, count, buckets), len(items), items[-1][4]
+
+
+def _breakdown_stored(conn: Connection, pairs: Sequence[Pair]) -> dict[BreakdownKey, Any]:
+    t = metric_breakdown_totals
+    pair = tuple_(t.c.organization_id, t.c.metric_name)
+    out: dict[BreakdownKey, Any] = {}
+    for batch in _batches(pairs):
+        for row in conn.execute(select(t).where(pair.in_(list(batch)))):
+            out[tuple(row._mapping[name] for name in _KEY)] = row._mapping
+    return out
+
+
+def _next_row(
+    key: BreakdownKey, current: tuple[Agg, int, str] | None, old: Any, now: datetime
+) -> dict[str, Any]:
+    """The stored row of ``key`` after the true total moved to ``current`` (None: no monthly
+    row left, a total of zero whose monotonic value stays)."""
+    if old is None:
+        assert current is not None
+        new, month_rows, kind = current
+        monotonic, corrected = new, False
+    else:
+        before = Agg(old["total_value"], old["total_count"], parse_buckets(old["total_buckets"]))
+        if current is None:
+            zero = None if before.buckets is None else (0,) * len(before.buckets)
+            current = (Agg(0.0, 0, zero), 0, old["metric_type"])
+        new, month_rows, kind = current
+        shown = Agg(
+            old["monotonic_value"],
+            old["monotonic_count"],
+            parse_buckets(old["monotonic_buckets"]),
+        )
+        monotonic, corrected = advance(shown, before, new)
+    return {
+        **dict(zip(_KEY, key, strict=True)),
+        "metric_type": kind,
+        "month_rows": month_rows,
+        "total_value": new.value,
+        "total_count": new.count,
+        "total_buckets": dump_buckets(new.buckets),
+        "monotonic_value": monotonic.value,
+        "monotonic_count": monotonic.count,
+        "monotonic_buckets": dump_buckets(monotonic.buckets),
+        "corrected_at": now if corrected else (old or {}).get("corrected_at"),
+        "modified_at": now,
+    }
+
+
+def refresh_breakdowns(conn: Connection, now: datetime) -> bool:
+    """Refresh the breakdown totals of the (organization, metric) pairs whose monthly breakdown
+    rows this transaction wrote or deleted; True when any changed.
+
+    Found on the breakdown tier itself: a usage row's model edited rewrites breakdown rows while
+    the organization row keeps its numbers (and so its stamp).
+    """
+    monthly = BREAKDOWN_MONTHLY.table
+    pairs = sorted(changed_pairs(conn, now, monthly, metric_breakdown_totals))
+    if not pairs:
+        return False
+    current = _breakdown_current(conn, pairs)
+    stored = _breakdown_stored(conn, pairs)
+    rows = [
+        _next_row(key, current.get(key), stored.get(key), now)
+        for key in sorted(current.keys() | stored.keys())
+    ]
+    updates = [c.name for c in metric_breakdown_totals.columns if c.name not in _KEY]
+    upsert_rows(conn, metric_breakdown_totals, rows, list(_KEY), updates)
+    return bool(rows)

@@ -223,3 +223,32 @@ metric_totals = Table(
 ix_event_metrics_monthly_modified_at = Index(
     "ix_event_metrics_monthly_modified_at", event_metrics_monthly.c.modified_at
 )
+
+# All-time totals per (organization, metric, model, workflow, deployment) from the monthly
+# breakdown tier, kept like metric_totals (aggregator/totals.py): /metrics sums the monotonic
+# values of the label set it exposes. A row whose true total fell to zero stays, so its
+# monotonic value survives a label moving away (a usage row's model edited).
+metric_breakdown_totals = Table(
+    "metric_breakdown_totals",
+    rollup_metadata,
+    Column("organization_id", Text, nullable=False),
+    Column("metric_name", String(64), nullable=False),
+    *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
+    Column("metric_type", String(16), nullable=False),
+    Column("month_rows", BigInteger, nullable=False),
+    Column("total_value", Float, nullable=False),
+    Column("total_count", BigInteger, nullable=False),
+    Column("total_buckets", Text, nullable=True),
+    Column("monotonic_value", Float, nullable=False),
+    Column("monotonic_count", BigInteger, nullable=False),
+    Column("monotonic_buckets", Text, nullable=True),
+    Column("corrected_at", UTCDateTime, nullable=True),
+    Column("modified_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint(
+        "organization_id", "metric_name", *BREAKDOWN_DIMS, name="metric_breakdown_totals_pkey"
+    ),
+)
+# The refresh finds the breakdown rows its transaction wrote by their stamp (migration 0005).
+ix_event_metrics_breakdown_monthly_modified_at = Index(
+    "ix_event_metrics_breakdown_monthly_modified_at", event_metrics_breakdown_monthly.c.modified_at
+)

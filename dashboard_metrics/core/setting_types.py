@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
 from pydantic_core import PydanticCustomError
 
+from dashboard_metrics.core.catalogue import DIMENSIONS
+
 ENV_PREFIX = "DASHBOARD_METRICS_"
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PROMETHEUS_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -113,6 +115,17 @@ def _namespace(value: str) -> str:
     return value
 
 
+def _dimensions(value: str) -> str:
+    """Comma-separated catalogue dimensions, as the canonical list: known names only, each once,
+    in the catalogue's order (so the same set is always the same setting)."""
+    known = [str(d) for d in DIMENSIONS]
+    given = [part.strip().lower() for part in value.split(",") if part.strip()]
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise invalid(f"unknown dimension {unknown[0]!r} (expected some of {', '.join(known)})")
+    return ",".join(name for name in known if name in given)
+
+
 def _database_url(value: SecretUrl) -> SecretUrl:
     url = value.get_secret_value()
     if not url:
@@ -205,6 +218,7 @@ LogLevel = Annotated[
 ]
 SchemaName = Annotated[str, AfterValidator(_schema_name)]
 Namespace = Annotated[str, AfterValidator(_namespace)]
+Dimensions = Annotated[str, AfterValidator(_dimensions)]
 RedisUrl = Annotated[SecretUrl, AfterValidator(_redis_url)]
 ForwardAuthUrl = Annotated[SecretUrl, AfterValidator(_forward_auth_url)]
 ApiKeys = Annotated[SecretStr, AfterValidator(_as_validator(parse_api_keys))]

@@ -46,6 +46,7 @@ from dashboard_metrics.core.setting_types import (
     ApiKeys,
     ConfigError,
     DatabaseUrl,
+    Dimensions,
     Flag,
     ForwardAuthUrl,
     LogLevel,
@@ -105,6 +106,9 @@ class Settings:
     metrics_top_n: NonNegativeInt = 0
     # "bearer:TOKEN" or "basic:user:password"
     metrics_auth: MetricsAuth = SecretStr("")
+    # "model,deployment": labels the /metrics usage families carry (none: organization only)
+    metrics_dimensions: Dimensions = ""
+    metrics_max_series: PositiveInt = 10000  # per family; over it a family drops the dimensions
     cache_enabled: Flag = True  # false: the JSON API reads the database on every request
     # seconds; the hour bucket holding "now" (and later ones)
     cache_ttl_current_bucket: Annotated[WholeSeconds, Field(gt=0)] = 60

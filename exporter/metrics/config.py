@@ -1,4 +1,5 @@
-"""/metrics settings resolved once per app: namespace, organization controls and auth."""
+"""/metrics settings resolved once per app: namespace, organization controls, dimension labels
+and their series cap, auth."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hmac
 from dataclasses import dataclass
 from importlib import metadata
 
+from dashboard_metrics.core.catalogue import Dimension
 from dashboard_metrics.core.setting_types import parse_metrics_auth
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.exporter.secrets import header_bytes
@@ -56,6 +58,9 @@ class MetricsConfig:
     top_n: int
     auth: Credentials | None
     version: str
+    # The labels the usage families may carry beyond organization (catalogue order).
+    dimensions: tuple[Dimension, ...] = ()
+    max_series: int = 10000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetricsConfig:
@@ -66,4 +71,6 @@ class MetricsConfig:
             top_n=settings.metrics_top_n,
             auth=parse_auth(settings.metrics_auth.get_secret_value()),
             version=build_version(),
+            dimensions=tuple(Dimension(d) for d in settings.metrics_dimensions.split(",") if d),
+            max_series=settings.metrics_max_series,
         )

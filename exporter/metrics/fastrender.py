@@ -14,15 +14,23 @@ from prometheus_client.utils import floatToGoString
 
 from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.catalogue import Metric as CatalogueMetric
-from dashboard_metrics.core.values import parse_buckets
 from dashboard_metrics.exporter.metrics.buckets import cumulative, le_labels
 
 # organization, metric, monotonic value, monotonic count, monotonic buckets (JSON), true count
 TotalsRow = tuple[str, str, float, int, str | None, int]
+# (label, value) pairs sorted by label name
+Labels = tuple[tuple[str, str], ...]
+# One exposed series: labels, monotonic value, count and per-bucket counts, true count
+SeriesRow = tuple[Labels, float, int, tuple[int, ...] | None, int]
 
 
 def _label(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def label_text(labels: Labels) -> str:
+    """``a="x",b="y"``: the labels as prometheus_client writes them (sorted by name)."""
+    return ",".join(f'{name}="{_label(value)}"' for name, value in labels)
 
 
 def _help(text: str, openmetrics: bool) -> str:
@@ -45,7 +53,7 @@ def _counter(
     out: list[str],
     name: str,
     doc: str,
-    samples: Sequence[tuple[str, float]],
+    samples: Sequence[tuple[Labels, float]],
     om: bool,
     unit: str = "",
 ) -> None:
@@ -53,8 +61,7 @@ def _counter(
     _header(out, base, "counter", doc, om, unit)
     total = f"{base}_total"
     out.extend(
-        f'{total}{{organization="{_label(org)}"}} {floatToGoString(value)}\n'
-        for org, value in samples
+        f"{total}{{{label_text(labels)}}} {floatToGoString(value)}\n" for labels, value in samples
     )
 
 
@@ -63,34 +70,35 @@ def _histogram(
     name: str,
     doc: str,
     metric: CatalogueMetric,
-    rows: Sequence[TotalsRow],
+    rows: Sequence[SeriesRow],
     om: bool,
     unit: str,
 ) -> None:
     _header(out, name, "histogram", doc, om, unit)
     labels = le_labels(metric.buckets)
-    for org, _name, value, _count, raw, _true in rows:
-        per_bucket = parse_buckets(raw) or ()
-        if len(per_bucket) != len(labels):
+    for series_labels, value, _count, per_bucket, _true in rows:
+        if per_bucket is None or len(per_bucket) != len(labels):
             continue  # stored with another bucket layout (as usage.families_from skips it)
-        label = _label(org)
+        # prometheus_client sorts every label, le included: it falls between the others.
+        before = "".join(f'{k}="{_label(v)}",' for k, v in series_labels if k < "le")
+        after = "".join(f',{k}="{_label(v)}"' for k, v in series_labels if k > "le")
+        plain = label_text(series_labels)
         running = 0
         for bound, running in cumulative(labels, per_bucket):
             out.append(
-                f'{name}_bucket{{le="{bound}",organization="{label}"}} '
-                f"{floatToGoString(float(running))}\n"
+                f'{name}_bucket{{{before}le="{bound}"{after}}} {floatToGoString(float(running))}\n'
             )
-        out.append(f'{name}_count{{organization="{label}"}} {floatToGoString(float(running))}\n')
-        out.append(f'{name}_sum{{organization="{label}"}} {floatToGoString(value)}\n')
+        out.append(f"{name}_count{{{plain}}} {floatToGoString(float(running))}\n")
+        out.append(f"{name}_sum{{{plain}}} {floatToGoString(value)}\n")
 
 
 def render(
-    series: Mapping[str, Sequence[TotalsRow]],
+    series: Mapping[str, Sequence[SeriesRow]],
     names: Mapping[str, tuple[str, str, str, str, str]],
     openmetrics: bool,
 ) -> bytes:
-    """``series``: metric -> rows sorted by organization; ``names``: metric -> (family name,
-    help, corrections family name, corrections help, OpenMetrics unit)."""
+    """``series``: metric -> rows sorted by labels; ``names``: metric -> (family name, help,
+    corrections family name, corrections help, OpenMetrics unit)."""
     out: list[str] = []
     for metric in CATALOGUE:
         rows = series.get(metric.name, ())
@@ -98,7 +106,7 @@ def render(
         if metric.is_histogram:
             _histogram(out, name, doc, metric, rows, openmetrics, unit)
         else:
-            _counter(out, name, doc, [(r[0], float(r[3])) for r in rows], openmetrics, unit)
-        fixes = [(r[0], float(max(0, r[3] - r[5]))) for r in rows]
+            _counter(out, name, doc, [(r[0], float(r[2])) for r in rows], openmetrics, unit)
+        fixes = [(r[0], float(max(0, r[2] - r[4]))) for r in rows]
         _counter(out, fix_name, fix_doc, fixes, openmetrics)
     return "".join(out).encode()

@@ -23,7 +23,7 @@ from dashboard_metrics.core.db import first_line
 from dashboard_metrics.core.schema import TOTALS_VERSION
 from dashboard_metrics.exporter.api.errors import error_response
 from dashboard_metrics.exporter.dbcall import run_db
-from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS
+from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.metrics import runtime, service
 from dashboard_metrics.exporter.metrics.config import MetricsConfig
 from dashboard_metrics.exporter.metrics.usage import Built, FamiliesCollector, UsageCache
@@ -59,12 +59,14 @@ class Snapshot:
     usage: Built | None = None
 
 
-def read_snapshot(engine: Engine, config: MetricsConfig, cache: UsageCache) -> Snapshot:
+def read_snapshot(
+    engine: Engine, config: MetricsConfig, cache: UsageCache, source: Engine | None = None
+) -> Snapshot:
     with engine.connect() as conn:
         # State first: a totals version read before the totals can only be older than them,
         # so the cache at worst rebuilds once more, never keeps stale families.
         values = state.get_all(conn, STATE_KEYS)
-        usage = cache.get(conn, int(values.get(TOTALS_VERSION) or 0), config)
+        usage = cache.get(conn, int(values.get(TOTALS_VERSION) or 0), config, source)
     return Snapshot(True, values, usage)
 
 
@@ -89,7 +91,9 @@ class DbGate:
         if self.stuck >= MAX_STUCK_READS:
             raise TimeoutError
         engine, config, cache = app[ROLLUP], app[CONFIG], app[USAGE_CACHE]
-        future = asyncio.ensure_future(run_db(lambda: read_snapshot(engine, config, cache)))
+        # The source only for the names of the info families, once per totals version.
+        source = app[SOURCE] if config.dimensions else None
+        future = asyncio.ensure_future(run_db(lambda: read_snapshot(engine, config, cache, source)))
         future.add_done_callback(_retrieve)
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
