@@ -71,10 +71,11 @@ def _add(a: str, b: str) -> str:
 def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     """How much a global counter moved over `window` (ending `offset` ago), per series.
 
-    The value at the end minus the value at the start; a series Prometheus has no sample of at
-    the start (a new organization, a Prometheus younger than the window) counts from its first
-    sample in the window, as `increase()` does. The counters never go down (they come from the
-    database, not from a process), so the difference is exact.
+    The value at the end minus the value at the start. A series without a sample at the start
+    counts from 0 when Prometheus had the family then (the series is new: a new organization,
+    model, workflow or deployment, and /metrics did not show it), else from its first sample in
+    the window (Prometheus is younger than the window). The counters never go down (they come
+    from the database, not from a process), so the difference is exact.
     """
     selector = f"{series}{braces(match)}"
     at = f" offset {offset}" if offset else ""
@@ -82,7 +83,8 @@ def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     end = dedup(f"{selector}{at}")
     before = dedup(f"{selector} offset {start}")
     first = dedup(f"min_over_time({selector}[{window}]{at})")
-    return f"({end} - ({before} or {first}))"
+    new = f"({first} * 0 and on () group({series} offset {start}))"
+    return f"({end} - ({before} or {new} or {first}))"
 
 
 def selected(series: str, window: str, by: str = "", match: str = ORG) -> str:
