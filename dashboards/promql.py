@@ -72,10 +72,13 @@ def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     """How much a global counter moved over `window` (ending `offset` ago), per series.
 
     The value at the end minus the value at the start. A series without a sample at the start
-    counts from 0 when Prometheus had the family then (the series is new: a new organization,
-    model, workflow or deployment, and /metrics did not show it), else from its first sample in
-    the window (Prometheus is younger than the window). The counters never go down (they come
-    from the database, not from a process), so the difference is exact.
+    counts from 0 when its organization has series that /metrics showed at both ends (it is
+    new beside them: a new model, workflow or deployment); otherwise from its first sample in
+    the window, as `increase()` does (a new organization, a Prometheus younger than the window,
+    or a label set that changed whole: dimension labels turned on, or a family falling back to
+    organization series at the series cap, which must not count all-time totals as moved). The
+    counters never go down (they come from the database, not from a process), so the
+    difference is exact.
     """
     selector = f"{series}{braces(match)}"
     at = f" offset {offset}" if offset else ""
@@ -83,7 +86,8 @@ def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     end = dedup(f"{selector}{at}")
     before = dedup(f"{selector} offset {start}")
     first = dedup(f"min_over_time({selector}[{window}]{at})")
-    new = f"({first} * 0 and on () group({series} offset {start}))"
+    kept = f"group by (organization) ({before} and {end})"
+    new = f"({first} * 0 and on (organization) {kept})"
     return f"({end} - ({before} or {new} or {first}))"
 
 

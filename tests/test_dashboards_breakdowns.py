@@ -9,17 +9,21 @@ expression in tests/test_dashboards_live.py.)
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import Dimension, metric
 from dashboard_metrics.dashboards import breakdowns, checks, generate, history_breakdowns
-from dashboard_metrics.dashboards.promql import named
+from dashboard_metrics.dashboards.promql import named, selected
 from tests import oracle
 from tests.harness import Harness, Org, new_id
 
@@ -182,3 +186,65 @@ def test_history_breakdowns_equal_the_oracle(pg_h: Harness, tier: str) -> None:
             for key, found in table.items():
                 assert found == known.get(key, (None,) * width), (tier, key)
             assert any(key in known for key in table), (tier, dimension)
+
+
+# -- how a labelled counter moves (promtool) -----------------------------------------------------
+
+
+def test_new_labelled_series_count_from_zero_but_a_changed_label_set_does_not(
+    tmp_path: Path,
+) -> None:
+    """Over the hour to 90m: workflow a (two replicas) moved 60; workflow b appeared at 60m with
+    10 events beside it: all 10 moved. Organization p's series gained a workflow label at 60m
+    (dimensions turned on): its all-time 100 did not move."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is required: apt-get install prometheus"
+    family = "unstract_documents_processed_total"
+    expr = selected(family, "1h", by="organization, workflow", match="")
+    scenario = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    *(
+                        {
+                            "series": f'{family}{{organization="o",workflow="a",instance="{r}"}}',
+                            "values": "5+1x120",
+                        }
+                        for r in ("r1", "r2")
+                    ),
+                    {
+                        "series": f'{family}{{organization="o",workflow="b",instance="r1"}}',
+                        "values": "_x60 10+0x60",
+                    },
+                    {
+                        "series": f'{family}{{organization="p",instance="r1"}}',
+                        "values": "100+0x60",
+                    },
+                    {
+                        "series": f'{family}{{organization="p",workflow="c",instance="r1"}}',
+                        "values": "_x60 100+0x60",
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "90m",
+                        "exp_samples": [
+                            {"labels": '{organization="o",workflow="a"}', "value": 60},
+                            {"labels": '{organization="o",workflow="b"}', "value": 10},
+                            {"labels": '{organization="p",workflow="c"}', "value": 0},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "moved_test.yml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
