@@ -122,6 +122,10 @@ def test_true_words_are_true(word: str) -> None:
         ("forward_auth_timeout_seconds", "0", "greater than 0"),
         ("api_keys", "no-equals-sign", "entry 1 is not KEY=org"),
         ("metrics_auth", "token", "expected 'bearer:TOKEN' or 'basic:USER:PASSWORD'"),
+        ("metrics_dimensions", "model,team", "unknown dimension 'team'"),
+        ("metrics_dimensions", "project", "expected some of model, workflow, deployment"),
+        ("metrics_max_series", "0", "greater than 0"),
+        ("metrics_max_series", "many", "expected an integer"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, says: str) -> None:
@@ -130,6 +134,16 @@ def test_a_bad_value_is_one_line_naming_the_variable(name: str, value: str, says
     message = str(info.value)
     assert message.startswith(f"{ENV_PREFIX}{name.upper()}: "), message
     assert says in message and "\n" not in message
+
+
+def test_metrics_dimensions_are_one_canonical_list() -> None:
+    # Any order, spaces, case and repeats name the same set: stored in the catalogue's order.
+    given = from_env(env(metrics_dimensions=" Deployment, model ,model", metrics_max_series="5"))
+    assert given.metrics_dimensions == "model,deployment"
+    assert given.metrics_max_series == 5
+    defaults = from_env({})
+    assert defaults.metrics_dimensions == "" and defaults.metrics_max_series == 10000
+    assert from_env(env(metrics_dimensions=" , ")).metrics_dimensions == ""
 
 
 def test_rules_across_settings_and_every_error_at_once() -> None:
@@ -239,6 +253,7 @@ def test_the_cli_never_prints_a_database_password(tmp_path: Path) -> None:
         ("DASHBOARD_METRICS_METRICS_AUTH", "bearer:"),
         ("DASHBOARD_METRICS_API_KEYS", f"{API_KEY}"),
         ("DASHBOARD_METRICS_NAMESPACE", "unstract-metrics"),
+        ("DASHBOARD_METRICS_METRICS_DIMENSIONS", "model,tenant"),
         ("DASHBOARD_METRICS_FORWARD_AUTH_URL", "backend/profile"),
     ],
 )
