@@ -1,4 +1,5 @@
-"""`doctor`: connectivity, source schema, recommended source indexes, aggregator lag."""
+"""`doctor`: connectivity, source schema, recommended source indexes, aggregator lag, and the
+row counts of the rollup tiers (organization rows and breakdowns)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,6 +21,7 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
+from dashboard_metrics.core.schema import BREAKDOWN, ORGANIZATION
 from dashboard_metrics.core.setting_types import mask_url
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
@@ -127,6 +129,27 @@ def check_lag(engine: Engine, settings: Settings, now: datetime) -> list[Finding
     return [Finding(level, "aggregator lag", f"last tick started {lag:.0f} s ago")]
 
 
+def check_rows(engine: Engine) -> list[Finding]:
+    """Rows per tier: the organization table and its breakdown table beside it. A breakdown
+    tier has at least a row wherever its organization tier has one (an event without a value
+    for a dimension still has a breakdown row), so none beside some is a warning."""
+    findings: list[Finding] = []
+    with engine.connect() as conn:
+        for org_tier, breakdown_tier in zip(ORGANIZATION.tiers, BREAKDOWN.tiers, strict=True):
+            counts = [
+                conn.execute(select(func.count()).select_from(tier.table)).scalar_one()
+                for tier in (org_tier, breakdown_tier)
+            ]
+            level = "warn" if counts[0] and not counts[1] else "ok"
+            detail = (
+                f"{org_tier.table.name} {counts[0]:,}, {breakdown_tier.table.name} {counts[1]:,}"
+            )
+            if level == "warn":
+                detail += " (run `dashboard-metrics backfill` to fill the breakdowns)"
+            findings.append(Finding(level, f"{org_tier.name} rows", detail))
+    return findings
+
+
 def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Finding]:
     missing = missing_files(settings)
     if missing:  # opening it would create an empty database (and reset a leftover -wal)
@@ -150,7 +173,10 @@ def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Fin
             findings.append(Finding("ok", "source schema checked", where))
             findings += check_source_schema(source, schema)
         if findings[1].level == "ok":
-            findings += check_lag(rollup, settings, now())
+            lag = check_lag(rollup, settings, now())
+            findings += lag
+            if lag[0].check != "rollup schema":  # the tables exist as this version has them
+                findings += check_rows(rollup)
     except SQLAlchemyError as exc:
         findings.append(Finding("fail", "database", first_line(exc)))
     finally:

@@ -12,6 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from dashboard_metrics.dashboards.tiered import (
+    DEFAULT_SCHEMA,
+    DEFAULT_SOURCE_SCHEMA,
+    SCHEMA_VARIABLE,
+    SOURCE_SCHEMA_VARIABLE,
+)
+
 BUILTIN_VARIABLES = {
     "__interval",
     "__rate_interval",
@@ -112,8 +119,9 @@ def promql_for_test(expr: str, organization: str = ".*") -> str:
 
 def sql_for_test(sql: str, start: str, end: str, organization: str) -> str:
     """`$__timeFilter(col)`, `$__timeFrom()`, `$__timeTo()`, `$organization` and the rollup
-    schema constant (its default) substituted."""
-    sql = sql.replace("${rollup_schema}", "dashboard_metrics")
+    and source schema constants (their defaults) substituted."""
+    sql = sql.replace(f"${{{SCHEMA_VARIABLE}}}", DEFAULT_SCHEMA)
+    sql = sql.replace(f"${{{SOURCE_SCHEMA_VARIABLE}}}", DEFAULT_SOURCE_SCHEMA)
     sql = re.sub(r"\$__timeFilter\(([^)]*)\)", rf"\1 BETWEEN '{start}' AND '{end}'", sql)
     sql = sql.replace("$__timeFrom()", f"'{start}'").replace("$__timeTo()", f"'{end}'")
     return sql.replace("${organization}", f"'{organization}'").replace(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from grafana_foundation_sdk.models import dashboard as md
 
 from dashboard_metrics.core.catalogue import Metric, metric
+from dashboard_metrics.dashboards import breakdowns
 from dashboard_metrics.dashboards.common import (
     AnyPanel,
     Sections,
@@ -80,7 +81,7 @@ def build(namespace: str = DEFAULT_NAMESPACE) -> md.Dashboard:
         "dashboard-metrics / LLM cost",
         "LLM spend from the cost and token histograms of dashboard-metrics /metrics: cost over "
         "time per organization, cost and tokens per call (p50/p95/p99), the share of challenge "
-        "and summarization calls, and the top organizations by cost.",
+        "and summarization calls, the top organizations by cost, and cost and tokens by model.",
         [prometheus_variable(), organization_variable(org_selector(namespace))],
         sections(Series(namespace)),
     )
@@ -94,6 +95,7 @@ def sections(s: Series) -> Sections:
             per_call(s, "Tokens per call", s.tokens, s.token_unit, "tokens"),
         ],
         "Call mix": call_mix(s),
+        "By model": breakdowns.by_model(s.namespace),
         "Organizations": organizations(s),
     }
 

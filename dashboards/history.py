@@ -1,10 +1,8 @@
 """Usage history: months and years from the rollup tables through Grafana's PostgreSQL source.
 
 Prometheus keeps weeks; the rollups keep hourly rows 30 days, daily rows a year and monthly rows
-forever. The series panels pick the tier from the dashboard's range exactly as the JSON API does
-(exporter/api/plan.py ``auto_tier`` on the range's whole days: up to 7 whole days, i.e. under 8
-days, hourly; up to 90 whole days daily; else monthly): three UNION ALL branches of which only
-the one whose range condition holds returns rows.
+forever. The series panels and the breakdowns pick the tier from the dashboard's range exactly as
+the JSON API does (dashboards/tiered.py).
 """
 
 from __future__ import annotations
@@ -15,6 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.models import dashboard as md
 
 from dashboard_metrics.core.catalogue import CATALOGUE, Metric
+from dashboard_metrics.dashboards import history_breakdowns
 from dashboard_metrics.dashboards.common import (
     ROLLUPS,
     Sections,
@@ -25,46 +24,19 @@ from dashboard_metrics.dashboards.common import (
     timeseries_panel,
 )
 from dashboard_metrics.dashboards.sql import Sql
+from dashboard_metrics.dashboards.tiered import (
+    ORGS,
+    TIER_RULE,
+    picked,
+    schema_variable,
+    source_schema_variable,
+    table,
+)
+from dashboard_metrics.dashboards.tiered import (
+    TIER_CONDITIONS as TIER_CONDITIONS,  # the tests read it here
+)
 
 UID = "dm-usage-history"
-# The API's thresholds, on whole days: a range of 7 days and 23 hours has 7 whole days.
-HOURLY_MAX_DAYS = 7
-DAILY_MAX_DAYS = 90
-RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
-
-
-def _whole_days_at_most(days: int) -> str:
-    return f"{RANGE} < interval '{days + 1} days'"
-
-
-def _whole_days_over(days: int) -> str:
-    return f"{RANGE} >= interval '{days + 1} days'"
-
-
-# Each tier's range condition (all must hold): exactly one tier's holds for any range.
-TIER_CONDITIONS = {
-    "hourly": [_whole_days_at_most(HOURLY_MAX_DAYS)],
-    "daily": [_whole_days_over(HOURLY_MAX_DAYS), _whole_days_at_most(DAILY_MAX_DAYS)],
-    "monthly": [_whole_days_over(DAILY_MAX_DAYS)],
-}
-TIER_RULE = "under 8 days hourly, under 91 days daily, else monthly"
-ORGS = "organization_id IN ($organization)"
-# DASHBOARD_METRICS_ROLLUP_SCHEMA: the rollup tables' schema, a constant the operator can change
-# in the dashboard's settings (Grafana's PostgreSQL source has no search_path of its own).
-SCHEMA_VARIABLE = "rollup_schema"
-DEFAULT_SCHEMA = "dashboard_metrics"
-
-
-def table(name: str) -> str:
-    return f"${{{SCHEMA_VARIABLE}}}.{name}"
-
-
-def schema_variable() -> db.ConstantVariable:
-    return (
-        db.ConstantVariable(SCHEMA_VARIABLE)
-        .description("PostgreSQL schema of the rollup tables (DASHBOARD_METRICS_ROLLUP_SCHEMA)")
-        .value(DEFAULT_SCHEMA)
-    )
 
 
 def sql_organization_variable() -> db.QueryVariable:
@@ -86,26 +58,11 @@ def sql_organization_variable() -> db.QueryVariable:
 
 def tiered_series_sql(metric: Metric) -> str:
     """One metric per organization over the range, from the tier the range selects."""
-    name = f"metric_name = '{metric.name}' AND {ORGS}"
-    [hourly], [past_hourly, daily], [monthly] = TIER_CONDITIONS.values()
+    rows = picked(
+        "organization_id, metric_value AS value", f"metric_name = '{metric.name}' AND {ORGS}"
+    )
     return (
-        "SELECT time, organization_id AS metric, SUM(value) AS value FROM (\n"
-        '  SELECT "timestamp" AS time, organization_id, metric_value AS value\n'
-        f"  FROM {table('event_metrics_hourly')}\n"
-        f'  WHERE $__timeFilter("timestamp") AND {hourly} AND {name}\n'
-        "  UNION ALL\n"
-        "  SELECT (\"date\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
-        f"  FROM {table('event_metrics_daily')}\n"
-        '  WHERE "date" BETWEEN $__timeFrom()::date AND $__timeTo()::date\n'
-        f"    AND {past_hourly}\n"
-        f"    AND {daily} AND {name}\n"
-        "  UNION ALL\n"
-        "  SELECT (\"month\"::timestamp AT TIME ZONE 'UTC'), organization_id, metric_value\n"
-        f"  FROM {table('event_metrics_monthly')}\n"
-        "  WHERE \"month\" BETWEEN date_trunc('month', $__timeFrom()::timestamptz)::date "
-        "AND $__timeTo()::date\n"
-        f"    AND {monthly} AND {name}\n"
-        ") AS picked\n"
+        f"SELECT time, organization_id AS metric, SUM(value) AS value FROM {rows}\n"
         "GROUP BY 1, 2\n"
         "ORDER BY 1, 2"
     )
@@ -167,8 +124,14 @@ def build(metrics: Sequence[Metric] = CATALOGUE) -> md.Dashboard:
         UID,
         "dashboard-metrics / Usage history",
         "Months and years of usage from the rollup tables (PostgreSQL data source). Series use "
-        f"the tier the range selects, as the JSON API does: {TIER_RULE}.",
-        [rollups_variable(), schema_variable(), sql_organization_variable()],
+        f"the tier the range selects, as the JSON API does: {TIER_RULE}. The breakdowns (by model, "
+        "workflow and deployment) read the breakdown tiers, names from Unstract's tables.",
+        [
+            rollups_variable(),
+            schema_variable(),
+            source_schema_variable(),
+            sql_organization_variable(),
+        ],
         sections(metrics),
         time_from="now-1y",
     )
@@ -202,4 +165,5 @@ def sections(metrics: Sequence[Metric]) -> Sections:
             )
             for m in metrics
         ],
+        **history_breakdowns.sections(),
     }

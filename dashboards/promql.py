@@ -71,10 +71,14 @@ def _add(a: str, b: str) -> str:
 def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     """How much a global counter moved over `window` (ending `offset` ago), per series.
 
-    The value at the end minus the value at the start; a series Prometheus has no sample of at
-    the start (a new organization, a Prometheus younger than the window) counts from its first
-    sample in the window, as `increase()` does. The counters never go down (they come from the
-    database, not from a process), so the difference is exact.
+    The value at the end minus the value at the start. A series without a sample at the start
+    counts from 0 when its organization has series that /metrics showed at both ends (it is
+    new beside them: a new model, workflow or deployment); otherwise from its first sample in
+    the window, as `increase()` does (a new organization, a Prometheus younger than the window,
+    or a label set that changed whole: dimension labels turned on, or a family falling back to
+    organization series at the series cap, which must not count all-time totals as moved). The
+    counters never go down (they come from the database, not from a process), so the
+    difference is exact.
     """
     selector = f"{series}{braces(match)}"
     at = f" offset {offset}" if offset else ""
@@ -82,7 +86,9 @@ def moved(series: str, window: str, match: str = ORG, offset: str = "") -> str:
     end = dedup(f"{selector}{at}")
     before = dedup(f"{selector} offset {start}")
     first = dedup(f"min_over_time({selector}[{window}]{at})")
-    return f"({end} - ({before} or {first}))"
+    kept = f"group by (organization) ({before} and {end})"
+    new = f"({first} * 0 and on (organization) {kept})"
+    return f"({end} - ({before} or {new} or {first}))"
 
 
 def selected(series: str, window: str, by: str = "", match: str = ORG) -> str:
@@ -107,3 +113,24 @@ def replica_quantile(q: float, buckets: str, window: str, by: str = "") -> str:
     """Quantile of a per-replica histogram over all replicas' observations."""
     grouping = f"{by}, le" if by else "le"
     return f"histogram_quantile({q}, sum by ({grouping}) (rate({buckets}[{window}])))"
+
+
+# Names of workflows and deployments reach Prometheus as info metrics (value 1, one series per
+# organization and id), never as labels on the usage families.
+NAME_LABELS = {"workflow": ("workflow_name",), "deployment": ("deployment_name", "deployment_type")}
+
+
+def info_series(dimension: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    return f"{namespace}_{dimension}_info"
+
+
+def named(expr: str, dimension: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """``expr`` (by organization and ``dimension``) with the dimension's names joined from its
+    info metric. The info series are deduplicated over replicas and one per id is kept (a rename
+    seen by one replica before the other cannot make the join many-to-many); series without
+    one (no value, an id the source no longer has) stay, unnamed."""
+    keys = f"organization, {dimension}"
+    info = dedup(f"{info_series(dimension, namespace)}{braces(ORG)}")
+    names = ", ".join(NAME_LABELS[dimension])
+    joined = f"{expr} * on ({keys}) group_left ({names}) topk by ({keys}) (1, {info})"
+    return f"({joined}) or on ({keys}) {expr}"

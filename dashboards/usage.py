@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from grafana_foundation_sdk.models import dashboard as md
 
 from dashboard_metrics.core.catalogue import CATALOGUE, Metric
+from dashboard_metrics.dashboards import breakdowns
 from dashboard_metrics.dashboards.common import (
     AnyPanel,
     Sections,
@@ -49,8 +50,10 @@ def build(
         UID,
         "dashboard-metrics / Usage overview",
         "Usage per organization from the dashboard-metrics /metrics endpoint: totals over the "
-        "selected range, trends, the breakdown by metric and by organization, and a table per "
-        "organization. For months and years use the Usage history dashboard.",
+        "selected range, trends, the breakdown by metric and by organization, a table per "
+        "organization, and tables by workflow and deployment (those need "
+        "DASHBOARD_METRICS_METRICS_DIMENSIONS). For months and years use the Usage history "
+        "dashboard.",
         [prometheus_variable(), organization_variable(org_selector(namespace))],
         sections(namespace, metrics),
     )
@@ -113,6 +116,8 @@ def sections(namespace: str, metrics: Sequence[Metric]) -> Sections:
                 lambda m: f"{hourly_rule(m, namespace)}{{{ORG}}}",
             ),
         ],
+        "By workflow": breakdowns.by_workflow(namespace),
+        "By deployment": breakdowns.by_deployment(namespace),
     }
 
 

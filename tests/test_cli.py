@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from dashboard_metrics.cli.main import COMMANDS, main
+from dashboard_metrics.core.schema import BREAKDOWN_DAILY
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import utcnow
 from tests.harness import Harness
@@ -472,3 +474,26 @@ def test_doctor_reports_schema_lag_and_pasteable_indexes(h: Harness) -> None:
     assert f"missing: {statement}" in advice
     _execute(h.settings, h.dialect, statement)  # pasted as printed
     assert "missing: CREATE INDEX" not in run(h.settings, "doctor").stdout
+
+
+def test_doctor_reports_the_row_counts_of_every_tier_and_its_breakdowns(h: Harness) -> None:
+    org = h.org()
+    start = utcnow().replace(minute=0, second=0, microsecond=0)
+    for hours in (3, 30):
+        org.usage(start - timedelta(hours=hours))
+        org.file(org.execution(start - timedelta(hours=hours), kind="api"), start)
+    h.aggregator.tick()
+    out = run(h.settings, "doctor").stdout
+    for tier in ("hourly", "daily", "monthly"):
+        rows, breakdown = len(h.tier_rows(tier)), len(h.breakdown_rows(tier))
+        assert rows and breakdown
+        line = (
+            f"[ok  ] {tier} rows: event_metrics_{tier} {rows:,}, "
+            f"event_metrics_breakdown_{tier} {breakdown:,}"
+        )
+        assert line in out.splitlines(), out
+    # Breakdowns missing beside organization rows (a database from before them): a warning.
+    with h.rollup.begin() as conn:
+        conn.execute(BREAKDOWN_DAILY.table.delete())
+    out = run(h.settings, "doctor").stdout
+    assert "[warn] daily rows:" in out and "run `dashboard-metrics backfill`" in out

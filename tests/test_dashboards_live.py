@@ -149,6 +149,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "DASHBOARD_METRICS_DATABASE_URL": pg_url.replace("postgresql://", "postgresql+psycopg://"),
         "DASHBOARD_METRICS_DATA_DIR": str(tmp),
         "DASHBOARD_METRICS_LOG_LEVEL": "WARNING",
+        # The breakdown panels read these labels (and the workflow/deployment info families).
+        "DASHBOARD_METRICS_METRICS_DIMENSIONS": "model,workflow,deployment",
     }
     processes: list[subprocess.Popen[bytes]] = []
     stack = Stack(env, pg_url, [], f"http://127.0.0.1:{ports[0]}", "")
@@ -206,6 +208,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "generate-test-data",
             *("--org-id", stack.orgs[0], "--days", "1", "--records-per-day", "6", "--seed", "7"),
         )
+        _repeat_recent_rows(pg_url)
         stack.cli("aggregate", "--once")
         # Steady state: every replica, in both Prometheus servers, has been scraped after the
         # tick (the aggregator's counters and the usage totals are read in one snapshot).
@@ -223,6 +226,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             _stop(process)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Source tables whose recent rows are repeated (new ids, now), with whether they have modified_at.
+REPEATED = (
+    ("workflow_execution", True),
+    ("workflow_file_execution", True),
+    ("usage", True),
+    ("page_usage", False),
+)
+
+
+def _repeat_recent_rows(pg_url: str) -> None:
+    """New events for series /metrics already shows: the same organizations, models, workflows
+    and deployments (generate-test-data makes new workflows and deployments, so new series)."""
+    with psycopg.connect(pg_url) as conn:
+        for table, modified in REPEATED:
+            stamps = "created_at = now()" + (", modified_at = now()" if modified else "")
+            conn.execute(
+                f"CREATE TEMP TABLE repeated AS SELECT * FROM unstract.{table} "
+                "ORDER BY created_at DESC LIMIT 30"
+            )
+            conn.execute(f"UPDATE repeated SET id = gen_random_uuid(), {stamps}")
+            conn.execute(f"INSERT INTO unstract.{table} SELECT * FROM repeated")
+            conn.execute("DROP TABLE repeated")
 
 
 def _promql() -> list[tuple[str, str]]:
@@ -352,3 +379,25 @@ def test_series_panels_pick_the_tier_by_range(stack: Stack) -> None:
                 assert all(t.hour == 0 for t in times) and any(t.day != 1 for t in times)
             else:
                 assert all(t.hour == 0 and t.day == 1 for t in times)
+
+
+def test_breakdown_tables_carry_the_names(stack: Stack) -> None:
+    """The workflow and deployment tables join the names from the info families; every id with
+    an info series has its name."""
+    dashboard = json.loads((GENERATED / "usage-overview.json").read_text())
+    for title, dimension, label in (
+        ("By workflow", "workflow", "workflow_name"),
+        ("By deployment", "deployment", "deployment_name"),
+    ):
+        info = {
+            (r["metric"]["organization"], r["metric"][dimension]): r["metric"][label]
+            for r in stack.query(f"unstract_{dimension}_info")
+        }
+        assert info, dimension
+        for query in (q for q in checks.queries(dashboard) if q.panel == title):
+            result = stack.query(checks.promql_for_test(query.text))
+            for series in result:
+                labels = series["metric"]
+                key = (labels["organization"], labels.get(dimension, ""))
+                assert labels.get(label) == info.get(key), (title, labels)
+            assert any(label in r["metric"] for r in result), title

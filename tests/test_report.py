@@ -9,6 +9,10 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
+from dashboard_metrics.cli.report_breakdown import TOP, TOPS
+from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.db import source_engine
 from dashboard_metrics.core.settings import Settings
@@ -79,6 +83,52 @@ def test_report_matches_the_oracle(db_settings: Settings) -> None:
         )
         top = [d.isoformat() for cost, d in costs[:3] if cost > 0]
         assert [entry["date"] for entry in org["top_cost_days"]] == top
+        _check_breakdowns(db_settings, org, start)
+
+
+def _breakdown_sums(settings: Settings, org: str, start: datetime) -> dict[str, dict[str, float]]:
+    """ranking key -> dimension value -> the oracle's sum over the window."""
+    engine = source_engine(settings)
+    try:
+        events = oracle.dimension_events(engine)
+    finally:
+        engine.dispose()
+    out: dict[str, dict[str, float]] = {top.key: defaultdict(float) for top in TOPS}
+    index = {"model": 0, "workflow": 1, "deployment": 2}
+    for event_org, name, when, value, dims in events:
+        for top in TOPS:
+            if event_org == org and name == top.metric and when >= start:
+                out[top.key][dims[index[top.dimension.value]]] += value
+    return out
+
+
+def _check_breakdowns(settings: Settings, org: dict[str, Any], start: datetime) -> None:
+    """Each ranking: the oracle's largest values, largest first, with the source's names."""
+    sums = _breakdown_sums(settings, org["organization_id"], start)
+    names = _workflow_names(settings)
+    for top in TOPS:
+        want = {k: v for k, v in sums[top.key].items() if v}
+        got = org["breakdowns"][top.key]
+        assert len(got) == min(TOP, len(want)) and got, top.key
+        values = [entry["value"] for entry in got]
+        assert values == sorted(values, reverse=True)
+        for entry in got:
+            key = entry[top.dimension.value] or ""
+            assert close(entry["value"], want[key]), (top.key, entry)
+            if top.dimension.value == "workflow":
+                assert entry["workflow_name"] == names.get(key), entry
+        shown = {entry[top.dimension.value] or "" for entry in got}
+        assert all(v <= values[-1] + 1e-9 for k, v in want.items() if k not in shown)
+
+
+def _workflow_names(settings: Settings) -> dict[str, str]:
+    engine = source_engine(settings)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(st.workflow.c.id, st.workflow.c.workflow_name))
+            return {str(i): name for i, name in rows}
+    finally:
+        engine.dispose()
 
 
 def test_report_text_for_one_organization(db_settings: Settings) -> None:
@@ -103,6 +153,12 @@ def test_report_text_for_one_organization(db_settings: Settings) -> None:
     assert spark[per_day.index(max(per_day))] == "█"
     assert all((c == " ") == (v == 0) for c, v in zip(spark, per_day, strict=True))
     assert any(line.strip().startswith("top cost days: ") for line in lines)
+    found = everyone["organizations"][0]["breakdowns"]
+    for top in TOPS:
+        line = next(line for line in lines if line.strip().startswith(f"{top.title}: "))
+        first = found[top.key][0]
+        name = first.get("workflow_name") or first[top.dimension.value]
+        assert line.split(": ", 1)[1].startswith(f"{name} "), line
 
 
 def test_report_unknown_organization_and_range(db_settings: Settings) -> None:

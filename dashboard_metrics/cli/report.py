@@ -1,5 +1,6 @@
 """`dashboard-metrics report`: the numbers in a terminal, per organization: each metric's total
-over the range, a daily sparkline, and the top cost days.
+over the range, a daily sparkline, the top cost days, and the top models by cost and workflows
+by documents (from the breakdown tiers, `report_breakdown.py`).
 
 The numbers come from the rollups through the API's own path (the overview endpoint's plan,
 tier reads and shaping), so the terminal and the API never disagree.
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from dashboard_metrics.cli import organizations
+from dashboard_metrics.cli import organizations, report_breakdown
 from dashboard_metrics.cli.errors import CommandError
 from dashboard_metrics.core import migrate
 from dashboard_metrics.core.catalogue import METRICS
@@ -58,6 +59,8 @@ class OrgReport:
     totals: dict[str, tuple[float, int]]  # metric -> (value, events)
     daily: dict[str, list[float]]  # metric -> one value per day of the range
     top_cost_days: list[tuple[date, float]] = field(default_factory=list)
+    # report_breakdown.TOPS key -> entries, the largest first
+    breakdowns: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Report:
                     "top_cost_days": [
                         {"date": day.isoformat(), "cost": cost} for day, cost in org.top_cost_days
                     ],
+                    "breakdowns": org.breakdowns,
                 }
                 for org in self.organizations
             ],
@@ -109,7 +113,11 @@ class Report:
                     f"{sparkline(org.daily[name])}"
                 )
             top = " · ".join(f"{day} {amount(COST_METRIC, c)}" for day, c in org.top_cost_days)
-            lines += [f"  top cost days: {top or 'none'}", ""]
+            lines += [
+                f"  top cost days: {top or 'none'}",
+                *report_breakdown.text_lines(org.breakdowns),
+                "",
+            ]
         if not self.organizations:
             lines.append("no organizations in the rollups yet (run `aggregate` or `backfill`)")
         return "\n".join(lines).rstrip() + "\n"
@@ -138,7 +146,9 @@ async def _gather(api: Api, orgs: dict[str, str], days_back: int, now: datetime)
     everyone = []
     for org, name in orgs.items():
         cells = await _cells(api, org, MetricFilter(None, None, None), plan, refresh=True)
-        everyone.append(_org_report(org, name, cells, days))
+        report = _org_report(org, name, cells, days)
+        report.breakdowns = report_breakdown.gather(api.reader, api.source, org, plan)
+        everyone.append(report)
     return Report(rng.start, rng.end, days, plan.source, everyone)
 
 
