@@ -19,6 +19,7 @@ every serve replica reads the same values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -127,14 +128,58 @@ def _batches(pairs: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield pairs[start : start + _PAIR_BATCH]
 
 
-def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Agg, int, str]]:
-    """True totals of ``pairs`` from the monthly tier: (total, monthly rows, metric type)."""
-    monthly = MONTHLY.table
-    key = tuple_(monthly.c.organization_id, monthly.c.metric_name)
-    rows: dict[Pair, list[tuple[Any, float, int, str | None, str]]] = {}
+def refresh_totals(conn: Connection, now: datetime) -> None:
+    """Called inside every writing transaction (tick, backfill, cleanup) after its writes.
+
+    Recomputes only the pairs whose monthly rows changed, in each family: the cost follows the
+    change, plus two counts over each monthly tier (organization rows and breakdowns). The
+    breakdowns are found on their own tier: a usage row's model edited rewrites breakdown rows
+    while the organization row keeps its numbers (and so its stamp).
+    """
+    changed = [_refresh(conn, now, kept) for kept in (ORGANIZATION_TOTALS, BREAKDOWN_TOTALS)]
+    if any(changed):
+        bump_version(conn, now)
+
+
+def bump_version(conn: Connection, now: datetime) -> None:
+    """Serve replicas rebuild their /metrics families when this moves."""
+    state.put(conn, {TOTALS_VERSION: int(state.get(conn, TOTALS_VERSION) or 0) + 1}, now)
+
+
+# -- one refresh for both families -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeptTotals:
+    """A totals table and the monthly tier it totals, per ``key`` (organization, metric and,
+    for the breakdowns, the dimension values)."""
+
+    monthly: Table
+    totals: Table
+    key: tuple[str, ...]
+
+
+ORGANIZATION_TOTALS = KeptTotals(MONTHLY.table, metric_totals, ("organization_id", "metric_name"))
+# /metrics sums the monotonic values of the label set it exposes.
+BREAKDOWN_TOTALS = KeptTotals(
+    BREAKDOWN_MONTHLY.table,
+    metric_breakdown_totals,
+    ("organization_id", "metric_name", *BREAKDOWN_DIMS),
+)
+
+TotalKey = tuple[str, ...]
+_Month = tuple[str, float, int, str | None, str]  # month, value, count, buckets, metric type
+
+
+def _current(
+    conn: Connection, kept: KeptTotals, pairs: Sequence[Pair]
+) -> dict[TotalKey, tuple[Agg, int, str]]:
+    """True totals of every key of ``pairs`` from the monthly tier: (total, monthly rows,
+    metric type)."""
+    monthly = kept.monthly
+    pair = tuple_(monthly.c.organization_id, monthly.c.metric_name)
     query = select(
-        monthly.c.organization_id,
-        monthly.c.metric_name,
+        *(monthly.c[name] for name in kept.key),
         monthly.c.month,
         monthly.c.metric_value,
         monthly.c.metric_count,
@@ -146,139 +191,19 @@ def _current(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, tuple[Agg, i
     queries = (
         [query]
         if wanted is not None
-        else [query.where(key.in_(list(batch))) for batch in _batches(pairs)]
-    )
-    for statement in queries:
-        for org, name, month, value, count, buckets, kind in conn.execute(statement):
-            if wanted is None or (org, name) in wanted:
-                rows.setdefault((org, name), []).append((str(month), value, count, buckets, kind))
-    out: dict[Pair, tuple[Agg, int, str]] = {}
-    for pair, items in rows.items():
-        items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats
-        value, count, buckets = 0.0, 0, None
-        for _month, v, c, raw, _kind in items:
-            value += float(v)
-            count += int(c)
-            parsed = parse_buckets(raw)
-            if parsed is not None and buckets is not None and len(buckets) == len(parsed):
-                buckets = tuple(a + b for a, b in zip(buckets, parsed, strict=True))
-            elif parsed is not None:
-                buckets = parsed
-        out[pair] = (Agg(value, count, buckets), len(items), items[-1][4])
-    return out
-
-
-def _stored(conn: Connection, pairs: Sequence[Pair]) -> dict[Pair, dict[str, Any]]:
-    key = tuple_(metric_totals.c.organization_id, metric_totals.c.metric_name)
-    out: dict[Pair, dict[str, Any]] = {}
-    for batch in _batches(pairs):
-        for row in conn.execute(select(metric_totals).where(key.in_(list(batch)))):
-            out[(row.organization_id, row.metric_name)] = dict(row._mapping)
-    return out
-
-
-def refresh_totals(conn: Connection, now: datetime) -> None:
-    """Called inside every writing transaction (tick, backfill, cleanup) after its writes.
-
-    Recomputes only the pairs whose monthly rows changed: the cost follows the change, plus
-    two counts over each monthly tier (organization rows and breakdowns).
-    """
-    broken_down = refresh_breakdowns(conn, now)
-    pairs = sorted(changed_pairs(conn, now))
-    if not pairs:
-        if broken_down:
-            bump_version(conn, now)
-        return
-    current = _current(conn, pairs)
-    stored = _stored(conn, pairs)
-    rows: list[dict[str, Any]] = []
-    for pair in pairs:
-        new, month_rows, kind = current.get(pair, (None, 0, ""))
-        old_row = stored.get(pair)
-        if old_row is None:
-            if new is None:
-                continue
-            monotonic, corrected = new, False
-        else:
-            kind = old_row["metric_type"]
-            old = Agg(
-                old_row["total_value"],
-                old_row["total_count"],
-                parse_buckets(old_row["total_buckets"]),
-            )
-            if new is None:  # every monthly row gone: the true total is zero
-                new = Agg(0.0, 0, None if old.buckets is None else (0,) * len(old.buckets))
-            before = Agg(
-                old_row["monotonic_value"],
-                old_row["monotonic_count"],
-                parse_buckets(old_row["monotonic_buckets"]),
-            )
-            monotonic, corrected = advance(before, old, new)
-        rows.append(
-            {
-                "organization_id": pair[0],
-                "metric_name": pair[1],
-                "metric_type": kind,
-                "month_rows": month_rows,
-                "total_value": new.value,
-                "total_count": new.count,
-                "total_buckets": dump_buckets(new.buckets),
-                "monotonic_value": monotonic.value,
-                "monotonic_count": monotonic.count,
-                "monotonic_buckets": dump_buckets(monotonic.buckets),
-                "corrected_at": now if corrected else (old_row or {}).get("corrected_at"),
-                "modified_at": now,
-            }
-        )
-    keys = ["organization_id", "metric_name"]
-    updates = [c.name for c in metric_totals.columns if c.name not in keys]
-    upsert_rows(conn, metric_totals, rows, keys, updates)
-    bump_version(conn, now)
-
-
-def bump_version(conn: Connection, now: datetime) -> None:
-    """Serve replicas rebuild their /metrics families when this moves."""
-    state.put(conn, {TOTALS_VERSION: int(state.get(conn, TOTALS_VERSION) or 0) + 1}, now)
-
-
-# -- the breakdowns ----------------------------------------------------------------------------
-
-BreakdownKey = tuple[str, str, str, str, str]  # organization, metric, model, workflow, deployment
-_KEY = ("organization_id", "metric_name", *BREAKDOWN_DIMS)
-
-
-def _breakdown_current(
-    conn: Connection, pairs: Sequence[Pair]
-) -> dict[BreakdownKey, tuple[Agg, int, str]]:
-    """True totals of every key of ``pairs`` from the monthly breakdown tier."""
-    monthly = BREAKDOWN_MONTHLY.table
-    pair = tuple_(monthly.c.organization_id, monthly.c.metric_name)
-    query = select(
-        *(monthly.c[name] for name in _KEY),
-        monthly.c.month,
-        monthly.c.metric_value,
-        monthly.c.metric_count,
-        monthly.c.buckets,
-        monthly.c.metric_type,
-    )
-    wanted = set(pairs) if len(pairs) > _FULL_SCAN_PAIRS else None
-    queries = (
-        [query]
-        if wanted is not None
         else [query.where(pair.in_(list(batch))) for batch in _batches(pairs)]
     )
-    rows: dict[BreakdownKey, list[tuple[str, float, int, str | None, str]]] = {}
+    width = len(kept.key)
+    rows: dict[TotalKey, list[_Month]] = {}
     for statement in queries:
-        for org, name, model, workflow, deployment, month, v, c, raw, kind in conn.execute(
-            statement
-        ):
-            if wanted is None or (org, name) in wanted:
-                key = (org, name, model, workflow, deployment)
-                rows.setdefault(key, []).append((str(month), v, c, raw, kind))
+        for row in conn.execute(statement):
+            if wanted is None or (row[0], row[1]) in wanted:
+                month, v, c, raw, kind = row[width:]
+                rows.setdefault(tuple(row[:width]), []).append((str(month), v, c, raw, kind))
     return {key: _summed(items) for key, items in rows.items()}
 
 
-def _summed(items: list[tuple[str, float, int, str | None, str]]) -> tuple[Agg, int, str]:
+def _summed(items: list[_Month]) -> tuple[Agg, int, str]:
     items.sort(key=lambda item: item[0])  # a fixed summation order: identical floats
     value, count, buckets = 0.0, 0, None
     for _month, v, c, raw, _kind in items:
@@ -292,18 +217,22 @@ def _summed(items: list[tuple[str, float, int, str | None, str]]) -> tuple[Agg, 
     return Agg(value, count, buckets), len(items), items[-1][4]
 
 
-def _breakdown_stored(conn: Connection, pairs: Sequence[Pair]) -> dict[BreakdownKey, Any]:
-    t = metric_breakdown_totals
+def _stored(conn: Connection, kept: KeptTotals, pairs: Sequence[Pair]) -> dict[TotalKey, Any]:
+    t = kept.totals
     pair = tuple_(t.c.organization_id, t.c.metric_name)
-    out: dict[BreakdownKey, Any] = {}
+    out: dict[TotalKey, Any] = {}
     for batch in _batches(pairs):
         for row in conn.execute(select(t).where(pair.in_(list(batch)))):
-            out[tuple(row._mapping[name] for name in _KEY)] = row._mapping
+            out[tuple(row._mapping[name] for name in kept.key)] = row._mapping
     return out
 
 
 def _next_row(
-    key: BreakdownKey, current: tuple[Agg, int, str] | None, old: Any, now: datetime
+    kept: KeptTotals,
+    key: TotalKey,
+    current: tuple[Agg, int, str] | None,
+    old: Any,
+    now: datetime,
 ) -> dict[str, Any]:
     """The stored row of ``key`` after the true total moved to ``current`` (None: no monthly
     row left, a total of zero whose monotonic value stays)."""
@@ -324,7 +253,7 @@ def _next_row(
         )
         monotonic, corrected = advance(shown, before, new)
     return {
-        **dict(zip(_KEY, key, strict=True)),
+        **dict(zip(kept.key, key, strict=True)),
         "metric_type": kind,
         "month_rows": month_rows,
         "total_value": new.value,
@@ -338,23 +267,19 @@ def _next_row(
     }
 
 
-def refresh_breakdowns(conn: Connection, now: datetime) -> bool:
-    """Refresh the breakdown totals of the (organization, metric) pairs whose monthly breakdown
-    rows this transaction wrote or deleted; True when any changed.
-
-    Found on the breakdown tier itself: a usage row's model edited rewrites breakdown rows while
-    the organization row keeps its numbers (and so its stamp).
-    """
-    monthly = BREAKDOWN_MONTHLY.table
-    pairs = sorted(changed_pairs(conn, now, monthly, metric_breakdown_totals))
+def _refresh(conn: Connection, now: datetime, kept: KeptTotals) -> bool:
+    """Refresh ``kept``'s totals of the (organization, metric) pairs whose monthly rows this
+    transaction wrote or deleted; True when any changed. A key whose monthly rows are all gone
+    keeps its row (a true total of zero), so its monotonic value survives."""
+    pairs = sorted(changed_pairs(conn, now, kept.monthly, kept.totals))
     if not pairs:
         return False
-    current = _breakdown_current(conn, pairs)
-    stored = _breakdown_stored(conn, pairs)
+    current = _current(conn, kept, pairs)
+    stored = _stored(conn, kept, pairs)
     rows = [
-        _next_row(key, current.get(key), stored.get(key), now)
+        _next_row(kept, key, current.get(key), stored.get(key), now)
         for key in sorted(current.keys() | stored.keys())
     ]
-    updates = [c.name for c in metric_breakdown_totals.columns if c.name not in _KEY]
-    upsert_rows(conn, metric_breakdown_totals, rows, list(_KEY), updates)
+    updates = [c.name for c in kept.totals.columns if c.name not in kept.key]
+    upsert_rows(conn, kept.totals, rows, list(kept.key), updates)
     return bool(rows)
