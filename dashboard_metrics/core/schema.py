@@ -200,24 +200,32 @@ def in_ranges(column: ColumnElement[Any], ranges: Ranges) -> ColumnElement[bool]
 # Bumped whenever a refresh changes any row: serve replicas rebuild their families only then.
 TOTALS_VERSION = "metric_totals_version"
 
-metric_totals = Table(
+
+def _totals_table(name: str, *key: Column[Any]) -> Table:
+    return Table(
+        name,
+        rollup_metadata,
+        *key,
+        Column("metric_type", String(16), nullable=False),
+        # Monthly rows behind the total: a deleted monthly row leaves no modified_at behind,
+        # but it changes this count.
+        Column("month_rows", BigInteger, nullable=False),
+        Column("total_value", Float, nullable=False),
+        Column("total_count", BigInteger, nullable=False),
+        Column("total_buckets", Text, nullable=True),
+        Column("monotonic_value", Float, nullable=False),
+        Column("monotonic_count", BigInteger, nullable=False),
+        Column("monotonic_buckets", Text, nullable=True),
+        Column("corrected_at", UTCDateTime, nullable=True),
+        Column("modified_at", UTCDateTime, nullable=False),
+        PrimaryKeyConstraint(*(column.name for column in key), name=f"{name}_pkey"),
+    )
+
+
+metric_totals = _totals_table(
     "metric_totals",
-    rollup_metadata,
     Column("organization_id", Text, nullable=False),
     Column("metric_name", String(64), nullable=False),
-    Column("metric_type", String(16), nullable=False),
-    # Monthly rows behind the total: a deleted monthly row leaves no modified_at behind, but
-    # it changes this count.
-    Column("month_rows", BigInteger, nullable=False),
-    Column("total_value", Float, nullable=False),
-    Column("total_count", BigInteger, nullable=False),
-    Column("total_buckets", Text, nullable=True),
-    Column("monotonic_value", Float, nullable=False),
-    Column("monotonic_count", BigInteger, nullable=False),
-    Column("monotonic_buckets", Text, nullable=True),
-    Column("corrected_at", UTCDateTime, nullable=True),
-    Column("modified_at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint("organization_id", "metric_name", name="metric_totals_pkey"),
 )
 # The refresh finds the monthly rows its transaction wrote by their stamp (migration 0002).
 ix_event_metrics_monthly_modified_at = Index(
@@ -228,25 +236,11 @@ ix_event_metrics_monthly_modified_at = Index(
 # breakdown tier, kept like metric_totals (aggregator/totals.py): /metrics sums the monotonic
 # values of the label set it exposes. A row whose true total fell to zero stays, so its
 # monotonic value survives a label moving away (a usage row's model edited).
-metric_breakdown_totals = Table(
+metric_breakdown_totals = _totals_table(
     "metric_breakdown_totals",
-    rollup_metadata,
     Column("organization_id", Text, nullable=False),
     Column("metric_name", String(64), nullable=False),
     *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
-    Column("metric_type", String(16), nullable=False),
-    Column("month_rows", BigInteger, nullable=False),
-    Column("total_value", Float, nullable=False),
-    Column("total_count", BigInteger, nullable=False),
-    Column("total_buckets", Text, nullable=True),
-    Column("monotonic_value", Float, nullable=False),
-    Column("monotonic_count", BigInteger, nullable=False),
-    Column("monotonic_buckets", Text, nullable=True),
-    Column("corrected_at", UTCDateTime, nullable=True),
-    Column("modified_at", UTCDateTime, nullable=False),
-    PrimaryKeyConstraint(
-        "organization_id", "metric_name", *BREAKDOWN_DIMS, name="metric_breakdown_totals_pkey"
-    ),
 )
 # The refresh finds the breakdown rows its transaction wrote by their stamp (migration 0005).
 ix_event_metrics_breakdown_monthly_modified_at = Index(
