@@ -9,9 +9,13 @@ from aiohttp import web
 # The API's own constants, so the document cannot drift from what the handlers accept.
 from dashboard_metrics.core.catalogue import METRIC_NAMES
 from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
+from dashboard_metrics.exporter.api.dims import DIMENSION_NAMES
+from dashboard_metrics.exporter.api.names import LABEL_FIELDS
 from dashboard_metrics.exporter.api.params import (
+    DIMENSION_TEXT_MAX,
     EARLIEST,
     GRANULARITIES,
+    GROUP_BY_MAX,
     LATEST,
     SOURCES,
     TEXT_MAX,
@@ -34,7 +38,16 @@ RULES = (
     f"dates lie from {EARLIEST.date()} up to {LATEST.date()}; text is at most {TEXT_MAX} "
     "characters without control characters; an empty value is refused (omit the parameter for "
     "its default), except for the text filters `project` and `tag`, where it is a value. "
-    "Every error is JSON (`Error`)."
+    "Every error is JSON (`Error`). "
+    "Breakdowns: summary/, series/ and their live twins take `group_by` (one or two of "
+    f"{', '.join(DIMENSION_NAMES)}, comma-separated) and the filters "
+    f"{', '.join(f'`{name}`' for name in DIMENSION_NAMES)} (exact match on the stored id or "
+    "name). Each entry then carries its grouped dimensions' values (null: the events have none), "
+    "workflows with `workflow_name`, deployments with `deployment_name` and `deployment_type` "
+    "(API for an API deployment, the pipeline's type otherwise; null when unknown), resolved at "
+    "read time from the source. Without `metric_name`, only the metrics carrying every requested "
+    "dimension are answered; a `metric_name` that does not carry one is a 400 naming the "
+    "parameter (`attr`: group_by, model, workflow or deployment) and the metric."
 )
 
 
@@ -104,19 +117,60 @@ REFRESH = q(
     {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
     "true: bypass cache reads (the result is still stored).",
 )
+GROUP_BY = {
+    **q(
+        "group_by",
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": list(DIMENSION_NAMES)},
+            "minItems": 1,
+            "maxItems": GROUP_BY_MAX,
+            "uniqueItems": True,
+        },
+        "Split every number by one or two dimensions, comma-separated (e.g. model,deployment). "
+        "A dimension the metric does not carry is a 400.",
+    ),
+    "style": "form",
+    "explode": False,
+}
+DIMENSION_TEXT: S = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": DIMENSION_TEXT_MAX,
+    "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
+}
+DIMENSION_FILTERS = [
+    q(
+        "model",
+        DIMENSION_TEXT,
+        "Only LLM events of this model (usage.model_name); metrics without a model: 400.",
+    ),
+    q("workflow", DIMENSION_TEXT, "Only events of this workflow id."),
+    q(
+        "deployment",
+        DIMENSION_TEXT,
+        "Only events of this deployment id (an API deployment's or a pipeline's id).",
+    ),
+]
 RANGE = [START, END, TZ]
 FILTERS = [METRIC, PROJECT, TAG]
+BREAKDOWN = [GROUP_BY, *DIMENSION_FILTERS]
+NULLABLE_STR: S = {"type": ["string", "null"]}
+# The fields a breakdown entry carries besides a metric's own (only the grouped ones).
+LABELS: dict[str, S] = {name: NULLABLE_STR for name in LABEL_FIELDS}
 
 SUMMARY_ITEM = obj(
     {
         "metric_name": STR,
         "metric_type": STR,
+        **LABELS,
         "total_value": NUM,
         "total_count": INT,
         "average_value": NUM,
         "min_value": NUM,
         "max_value": NUM,
-    }
+    },
+    optional=LABEL_FIELDS,
 )
 POINT = obj({"timestamp": DT, "value": NUM, "count": INT})
 SERIES_ITEM = obj(
@@ -125,20 +179,23 @@ SERIES_ITEM = obj(
         "metric_type": STR,
         "project": STR,
         "tag": STR,
+        **LABELS,
         "data": arr(POINT),
         "total_value": NUM,
         "total_count": INT,
-    }
+    },
+    optional=LABEL_FIELDS,
 )
 LIVE_ITEM = obj(
     {
         "metric_name": STR,
         "metric_type": STR,
+        **LABELS,
         "data": arr(obj({"timestamp": DT, "value": NUM})),
         "total_value": NUM,
         "error": STR,
     },
-    optional=("error",),
+    optional=("error", *LABEL_FIELDS),
 )
 ERROR = obj(
     {
@@ -281,13 +338,21 @@ SCHEMAS: dict[str, S] = {
 }
 
 
-def _responses(schema: str, unhealthy: bool = False) -> S:
+BREAKDOWN_400 = (
+    "Invalid parameter (attr names it); also a `group_by` or dimension filter (`model`, "
+    "`workflow`, `deployment`) the requested metric_name does not carry: attr names the "
+    "parameter and the detail the metric and dimension (e.g. "
+    '"pages_processed has no dimension model").'
+)
+
+
+def _responses(schema: str, unhealthy: bool = False, breakdown: bool = False) -> S:
     def err(text: str) -> S:
         return {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
 
     out: S = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ref(schema)}}},
-        "400": err("Invalid parameter (attr names it)"),
+        "400": err(BREAKDOWN_400 if breakdown else "Invalid parameter (attr names it)"),
         "401": err("Missing or invalid API key"),
         "403": err("The key does not cover this organization"),
         "404": err("No such path"),
@@ -320,11 +385,21 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
             ),
         ],
     ),
-    ("summary/", "summary", "Summary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
-    ("series/", "series", "Series", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
+    ("summary/", "summary", "Summary", [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, REFRESH]),
+    ("series/", "series", "Series", [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, GRAN, REFRESH]),
     ("overview/", "overview", "Overview", [*RANGE, REFRESH]),
-    ("live-summary/", "liveSummary", "LiveSummary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
-    ("live-series/", "liveSeries", "LiveSeries", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
+    (
+        "live-summary/",
+        "liveSummary",
+        "LiveSummary",
+        [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, REFRESH],
+    ),
+    (
+        "live-series/",
+        "liveSeries",
+        "LiveSeries",
+        [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, GRAN, REFRESH],
+    ),
     (
         "recent-activity/",
         "recentActivity",
@@ -375,7 +450,9 @@ def document() -> S:
             "get": {
                 "operationId": op_id,
                 "parameters": [ORG, *params],
-                "responses": _responses(schema, unhealthy=schema == "Health"),
+                "responses": _responses(
+                    schema, unhealthy=schema == "Health", breakdown=GROUP_BY in params
+                ),
                 "security": [{"bearer": []}, {}],
             }
         }
