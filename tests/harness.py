@@ -353,6 +353,9 @@ class Org:
         tokens: int = 1000,
         usage_type: str = "llm",
         modified: datetime | None = None,
+        model: str = "m",
+        workflow_id: str | None = None,
+        execution_id: str | None = None,
     ) -> str:
         row_id = new_id()
         self.h.insert(
@@ -362,7 +365,9 @@ class Org:
             adapter_instance_id="a",
             usage_type=usage_type,
             llm_usage_reason=reason,
-            model_name="m",
+            model_name=model,
+            workflow_id=workflow_id,
+            execution_id=execution_id,
             embedding_tokens=0,
             prompt_tokens=tokens,
             completion_tokens=0,
