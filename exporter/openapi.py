@@ -9,13 +9,18 @@ from aiohttp import web
 # The API's own constants, so the document cannot drift from what the handlers accept.
 from dashboard_metrics.core.catalogue import METRIC_NAMES
 from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
-from dashboard_metrics.exporter.api.dims import DIMENSION_NAMES
+from dashboard_metrics.exporter.api.breakdown_doc import (
+    BREAKDOWN_400,
+    BREAKDOWN_RULES,
+    DIMENSION_FILTERS,
+    GROUP_BY,
+    LABELS,
+    q,
+)
 from dashboard_metrics.exporter.api.names import LABEL_FIELDS
 from dashboard_metrics.exporter.api.params import (
-    DIMENSION_TEXT_MAX,
     EARLIEST,
     GRANULARITIES,
-    GROUP_BY_MAX,
     LATEST,
     SOURCES,
     TEXT_MAX,
@@ -38,16 +43,7 @@ RULES = (
     f"dates lie from {EARLIEST.date()} up to {LATEST.date()}; text is at most {TEXT_MAX} "
     "characters without control characters; an empty value is refused (omit the parameter for "
     "its default), except for the text filters `project` and `tag`, where it is a value. "
-    "Every error is JSON (`Error`). "
-    "Breakdowns: summary/, series/ and their live twins take `group_by` (one or two of "
-    f"{', '.join(DIMENSION_NAMES)}, comma-separated) and the filters "
-    f"{', '.join(f'`{name}`' for name in DIMENSION_NAMES)} (exact match on the stored id or "
-    "name). Each entry then carries its grouped dimensions' values (null: the events have none), "
-    "workflows with `workflow_name`, deployments with `deployment_name` and `deployment_type` "
-    "(API for an API deployment, the pipeline's type otherwise; null when unknown), resolved at "
-    "read time from the source. Without `metric_name`, only the metrics carrying every requested "
-    "dimension are answered; a `metric_name` that does not carry one is a 400 naming the "
-    "parameter (`attr`: group_by, model, workflow or deployment) and the metric."
+    "Every error is JSON (`Error`). " + BREAKDOWN_RULES
 )
 
 
@@ -66,16 +62,6 @@ def arr(items: S) -> S:
 
 def ref(name: str) -> S:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def q(name: str, schema: S, description: str) -> S:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
 
 
 ORG = {
@@ -117,47 +103,9 @@ REFRESH = q(
     {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no"]},
     "true: bypass cache reads (the result is still stored).",
 )
-GROUP_BY = {
-    **q(
-        "group_by",
-        {
-            "type": "array",
-            "items": {"type": "string", "enum": list(DIMENSION_NAMES)},
-            "minItems": 1,
-            "maxItems": GROUP_BY_MAX,
-            "uniqueItems": True,
-        },
-        "Split every number by one or two dimensions, comma-separated (e.g. model,deployment). "
-        "A dimension the metric does not carry is a 400.",
-    ),
-    "style": "form",
-    "explode": False,
-}
-DIMENSION_TEXT: S = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": DIMENSION_TEXT_MAX,
-    "pattern": "^[^\\u0000-\\u001f\\u007f]*$",
-}
-DIMENSION_FILTERS = [
-    q(
-        "model",
-        DIMENSION_TEXT,
-        "Only LLM events of this model (usage.model_name); metrics without a model: 400.",
-    ),
-    q("workflow", DIMENSION_TEXT, "Only events of this workflow id."),
-    q(
-        "deployment",
-        DIMENSION_TEXT,
-        "Only events of this deployment id (an API deployment's or a pipeline's id).",
-    ),
-]
 RANGE = [START, END, TZ]
 FILTERS = [METRIC, PROJECT, TAG]
 BREAKDOWN = [GROUP_BY, *DIMENSION_FILTERS]
-NULLABLE_STR: S = {"type": ["string", "null"]}
-# The fields a breakdown entry carries besides a metric's own (only the grouped ones).
-LABELS: dict[str, S] = {name: NULLABLE_STR for name in LABEL_FIELDS}
 
 SUMMARY_ITEM = obj(
     {
@@ -336,14 +284,6 @@ SCHEMAS: dict[str, S] = {
         }
     ),
 }
-
-
-BREAKDOWN_400 = (
-    "Invalid parameter (attr names it); also a `group_by` or dimension filter (`model`, "
-    "`workflow`, `deployment`) the requested metric_name does not carry: attr names the "
-    "parameter and the detail the metric and dimension (e.g. "
-    '"pages_processed has no dimension model").'
-)
 
 
 def _responses(schema: str, unhealthy: bool = False, breakdown: bool = False) -> S:

@@ -26,6 +26,7 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 TEXT_MAX = 64  # the rollup tables' metric_name/project/tag and organization_id width
 DIMENSION_TEXT_MAX = 255  # usage.model_name and usage.workflow_id are 255 wide
 GROUP_BY_MAX = 2
+BREAKDOWN_PARAMETERS = ("group_by", *DIMENSION_NAMES)
 # Control characters and lone surrogates (undecodable bytes): no database takes them.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _DIGITS = re.compile("[0-9]{1,12}")
@@ -279,6 +280,8 @@ def parse_filter(query: Mapping[str, str]) -> MetricFilter:
 def parse_selection(query: Mapping[str, str]) -> MetricFilter:
     """``parse_filter`` plus `group_by` and the dimension filters."""
     flt = parse_filter(query)
+    if not any(name in query for name in BREAKDOWN_PARAMETERS):
+        return flt  # the organization level: nothing more to parse (the warm path)
     breakdown = parse_breakdown(query, flt.metric_name)
     if not breakdown.active:
         return flt
