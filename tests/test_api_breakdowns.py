@@ -15,8 +15,9 @@ import pytest
 
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.exporter.api.context import API
 from dashboard_metrics.exporter.api.dims import Breakdown
-from dashboard_metrics.exporter.api.params import MetricFilter, ceil_hour
+from dashboard_metrics.exporter.api.params import MetricFilter, ceil_hour, parse_range
 from dashboard_metrics.exporter.openapi import document
 from tests import oracle
 from tests.harness import Harness, Org, new_id, utc
@@ -445,3 +446,23 @@ def test_openapi_documents_the_breakdowns() -> None:
         item = doc["components"]["schemas"][schema]["properties"]
         item = item["summary" if schema == "Summary" else "series"]["items"]["properties"]
         assert set(LABELS) <= set(item)
+
+
+async def test_edges_beyond_hourly_retention_keep_the_breakdown(h: Harness, world: World) -> None:
+    """The first partial day lies before the hourly tier's 30 days: computed from the source's
+    breakdown rows (rollups.read_live), grouped and filtered like the tiers."""
+    org = world.a.string_id
+    lo = utc(2026, 2, 10, 7)
+    async with client(h) as c:
+        plan = await c.app[API].plan(
+            parse_range({"start_date": lo.isoformat()}, NOW, 30), "daily", None, NOW
+        )
+        assert plan.live, plan  # the edge is live indeed
+        for group_by, flt in ((["model"], {}), (["deployment"], {"workflow": world.w2})):
+            params = {"start_date": lo.isoformat(), "source": "daily", "group_by": group_by[0]}
+            response = await c.get(url(org, "summary/", params | flt))
+            body = await response.json()
+            assert response.status == 200, body
+            check_summary(body, world, lo, group_by, flt)
+            response = await c.get(url(org, "series/", params | flt))
+            check_series((await response.json())["series"], world, lo, group_by, flt)
