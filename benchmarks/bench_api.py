@@ -1,8 +1,9 @@
 """JSON API benchmarks (not part of the test run).
 
-warm: throughput of summary/ and series/ with a warm cache, against a bare aiohttp handler that
-      returns JSON of the same size, same load generator (an aiohttp client), 50 connections;
-      rounds alternate between the two, the figure is the median per-round ratio.
+warm: throughput of summary/, series/ and summary/?group_by=model (a breakdown) with a warm
+      cache, against a bare aiohttp handler that returns JSON of the same size, same load
+      generator (an aiohttp client), 50 connections; rounds alternate between the two, the
+      figure is the median per-round ratio. --endpoints picks some of them.
 cold: p95 latency of series/ over a 90-day daily range with the cache off, on a small and a
       large source history served at once, rounds alternating between them (rollups make it
       independent of the source size).
@@ -161,10 +162,12 @@ async def warm(args: argparse.Namespace) -> None:
     settings = Settings(database_url=args.url, redis_url=args.redis_url)
     org = first_org(settings)
     start_date = _ago(args.days)
-    paths = {
+    every = {
         "summary": f"/api/v1/unstract/{org}/metrics/summary/?source=hourly",
         "series": f"/api/v1/unstract/{org}/metrics/series/?source=hourly&granularity=hour",
+        "summary_model": f"/api/v1/unstract/{org}/metrics/summary/?source=hourly&group_by=model",
     }
+    paths = {name: every[name] for name in args.endpoints.split(",")}
     cache = "redis" if args.redis_url else "in-process"
     where = "in the load generator's process" if args.in_process else "each in its own process"
     print(f"warm, {cache} cache, servers {where}, {args.rounds} interleaved rounds")
@@ -186,7 +189,7 @@ async def warm(args: argparse.Namespace) -> None:
                     bare_rps.append(base_rps)
                     ratios.append(rps / base_rps)
             print(
-                f"warm {name:8s} {args.days}d hourly, {len(body)} bytes: median "
+                f"warm {name:13s} {args.days}d hourly, {len(body)} bytes: median "
                 f"{statistics.median(api_rps):6.0f} req/s; bare handler "
                 f"{statistics.median(bare_rps):6.0f} req/s; ratio median "
                 f"{statistics.median(ratios):.2f} (rounds: "
@@ -257,6 +260,9 @@ def main() -> None:
     w.add_argument("--requests", type=int, default=3000, help="per round")
     w.add_argument("--rounds", type=int, default=5)
     w.add_argument("--in-process", action="store_true", help="servers on the client's loop")
+    w.add_argument(
+        "--endpoints", default="summary,series,summary_model", help="comma-separated, of those"
+    )
     c = sub.add_parser("cold")
     c.add_argument("--small-url", required=True)
     c.add_argument("--large-url", required=True)

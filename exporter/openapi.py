@@ -9,6 +9,15 @@ from aiohttp import web
 # The API's own constants, so the document cannot drift from what the handlers accept.
 from dashboard_metrics.core.catalogue import METRIC_NAMES
 from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
+from dashboard_metrics.exporter.api.breakdown_doc import (
+    BREAKDOWN_400,
+    BREAKDOWN_RULES,
+    DIMENSION_FILTERS,
+    GROUP_BY,
+    LABELS,
+    q,
+)
+from dashboard_metrics.exporter.api.names import LABEL_FIELDS
 from dashboard_metrics.exporter.api.params import (
     EARLIEST,
     GRANULARITIES,
@@ -34,7 +43,7 @@ RULES = (
     f"dates lie from {EARLIEST.date()} up to {LATEST.date()}; text is at most {TEXT_MAX} "
     "characters without control characters; an empty value is refused (omit the parameter for "
     "its default), except for the text filters `project` and `tag`, where it is a value. "
-    "Every error is JSON (`Error`)."
+    "Every error is JSON (`Error`). " + BREAKDOWN_RULES
 )
 
 
@@ -53,16 +62,6 @@ def arr(items: S) -> S:
 
 def ref(name: str) -> S:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def q(name: str, schema: S, description: str) -> S:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
 
 
 ORG = {
@@ -106,17 +105,20 @@ REFRESH = q(
 )
 RANGE = [START, END, TZ]
 FILTERS = [METRIC, PROJECT, TAG]
+BREAKDOWN = [GROUP_BY, *DIMENSION_FILTERS]
 
 SUMMARY_ITEM = obj(
     {
         "metric_name": STR,
         "metric_type": STR,
+        **LABELS,
         "total_value": NUM,
         "total_count": INT,
         "average_value": NUM,
         "min_value": NUM,
         "max_value": NUM,
-    }
+    },
+    optional=LABEL_FIELDS,
 )
 POINT = obj({"timestamp": DT, "value": NUM, "count": INT})
 SERIES_ITEM = obj(
@@ -125,20 +127,23 @@ SERIES_ITEM = obj(
         "metric_type": STR,
         "project": STR,
         "tag": STR,
+        **LABELS,
         "data": arr(POINT),
         "total_value": NUM,
         "total_count": INT,
-    }
+    },
+    optional=LABEL_FIELDS,
 )
 LIVE_ITEM = obj(
     {
         "metric_name": STR,
         "metric_type": STR,
+        **LABELS,
         "data": arr(obj({"timestamp": DT, "value": NUM})),
         "total_value": NUM,
         "error": STR,
     },
-    optional=("error",),
+    optional=("error", *LABEL_FIELDS),
 )
 ERROR = obj(
     {
@@ -281,13 +286,13 @@ SCHEMAS: dict[str, S] = {
 }
 
 
-def _responses(schema: str, unhealthy: bool = False) -> S:
+def _responses(schema: str, unhealthy: bool = False, breakdown: bool = False) -> S:
     def err(text: str) -> S:
         return {"description": text, "content": {"application/json": {"schema": ref("Error")}}}
 
     out: S = {
         "200": {"description": "OK", "content": {"application/json": {"schema": ref(schema)}}},
-        "400": err("Invalid parameter (attr names it)"),
+        "400": err(BREAKDOWN_400 if breakdown else "Invalid parameter (attr names it)"),
         "401": err("Missing or invalid API key"),
         "403": err("The key does not cover this organization"),
         "404": err("No such path"),
@@ -320,11 +325,21 @@ OPERATIONS: list[tuple[str, str, str, list[S]]] = [
             ),
         ],
     ),
-    ("summary/", "summary", "Summary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
-    ("series/", "series", "Series", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
+    ("summary/", "summary", "Summary", [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, REFRESH]),
+    ("series/", "series", "Series", [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, GRAN, REFRESH]),
     ("overview/", "overview", "Overview", [*RANGE, REFRESH]),
-    ("live-summary/", "liveSummary", "LiveSummary", [*RANGE, *FILTERS, SOURCE, REFRESH]),
-    ("live-series/", "liveSeries", "LiveSeries", [*RANGE, *FILTERS, SOURCE, GRAN, REFRESH]),
+    (
+        "live-summary/",
+        "liveSummary",
+        "LiveSummary",
+        [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, REFRESH],
+    ),
+    (
+        "live-series/",
+        "liveSeries",
+        "LiveSeries",
+        [*RANGE, *FILTERS, *BREAKDOWN, SOURCE, GRAN, REFRESH],
+    ),
     (
         "recent-activity/",
         "recentActivity",
@@ -375,7 +390,9 @@ def document() -> S:
             "get": {
                 "operationId": op_id,
                 "parameters": [ORG, *params],
-                "responses": _responses(schema, unhealthy=schema == "Health"),
+                "responses": _responses(
+                    schema, unhealthy=schema == "Health", breakdown=GROUP_BY in params
+                ),
                 "security": [{"bearer": []}, {}],
             }
         }

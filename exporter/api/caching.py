@@ -5,7 +5,8 @@ two below, and in front of them the final bodies of summary/ and series/ in proc
 - Hour buckets (summary/ and series/ on the hourly tier): one MGET for every hour of the range,
   one database query for the missing ones, one pipelined SETEX; the hour holding "now" (and
   later ones) gets the short TTL, history the long one. Hour buckets are absolute UTC hours, so
-  the time zone is not part of their keys; organization, metric, project and tag are.
+  the time zone is not part of their keys; organization, metric, project and tag are, and a
+  breakdown's grouping and dimension filters.
 - Whole responses (overview/, live-*, recent-activity/, workflow-token-usage/): the key hashes
   the organization and every query parameter except `refresh`.
 """
@@ -43,7 +44,10 @@ def _encode(value: Any) -> bytes:
 
 
 def _bucket_keys(generation: int, org: str, hours: list[datetime], flt: MetricFilter) -> list[str]:
-    tail = json.dumps([org, *flt.parts()], separators=(",", ":"))
+    parts: list[Any] = [org, *flt.parts()]
+    if flt.breakdown.active:
+        parts += flt.breakdown.key_parts()
+    tail = json.dumps(parts, separators=(",", ":"))
     return [f"{KEY_PREFIX}:{generation}:hour:{hour.isoformat()[:13]}:{tail}" for hour in hours]
 
 
@@ -61,6 +65,7 @@ async def hourly_cells(
         return []
     keys = _bucket_keys(generation, org, hours, flt)
     cached = [None] * len(keys) if refresh else await api.cache.mget(keys)
+    grouped = bool(flt.breakdown.group_by)
     cells: list[Cell] = []
     missing: list[int] = []
     for index, raw in enumerate(cached):
@@ -72,7 +77,10 @@ async def hourly_cells(
         except ValueError:
             missing.append(index)
             continue
-        cells.extend(Cell(hours[index], "hourly", *row) for row in rows)
+        if grouped:  # a row: the six fields, then the group's values
+            cells.extend(_grouped(hours[index], row) for row in rows)
+        else:
+            cells.extend(Cell(hours[index], "hourly", *row) for row in rows)
     if not missing:
         return cells
     low, high = hours[missing[0]], hours[missing[-1]] + HOUR
@@ -87,10 +95,15 @@ async def hourly_cells(
         hour = hours[index]
         rows = by_hour.get(hour, [])
         cells.extend(rows)
-        payload = _encode([list(cell[2:]) for cell in rows])
+        payload = _encode([[*cell[2:8], *cell.group] for cell in rows])
         writes.append((keys[index], short if hour >= current else long, payload))
     await api.cache.setex_many(writes)
     return cells
+
+
+def _grouped(hour: datetime, row: list[Any]) -> Cell:
+    name, kind, project, tag, value, events, *group = row
+    return Cell(hour, "hourly", name, kind, project, tag, value, events, tuple(group))
 
 
 def _read(api: Api, org: str, flt: MetricFilter, low: datetime, high: datetime) -> list[Cell]:

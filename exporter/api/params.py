@@ -11,8 +11,9 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dashboard_metrics.core.catalogue import METRIC_NAMES, METRICS
+from dashboard_metrics.core.catalogue import DIMENSIONS, METRIC_NAMES, METRICS, Dimension
 from dashboard_metrics.core.timeutil import HOUR
+from dashboard_metrics.exporter.api.dims import DIMENSION_NAMES, NO_BREAKDOWN, Breakdown
 from dashboard_metrics.exporter.api.errors import invalid
 
 MAX_RANGE = timedelta(days=365)
@@ -23,6 +24,9 @@ SOURCES = ("auto", "hourly", "daily", "monthly")
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 TEXT_MAX = 64  # the rollup tables' metric_name/project/tag and organization_id width
+DIMENSION_TEXT_MAX = 255  # usage.model_name and usage.workflow_id are 255 wide
+GROUP_BY_MAX = 2
+BREAKDOWN_PARAMETERS = ("group_by", *DIMENSION_NAMES)
 # Control characters and lone surrogates (undecodable bytes): no database takes them.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _DIGITS = re.compile("[0-9]{1,12}")
@@ -253,6 +257,8 @@ class MetricFilter:
     metric_name: str | None
     project: str | None
     tag: str | None
+    # Grouping and dimension filters (summary/, series/ and live twins only).
+    breakdown: Breakdown = NO_BREAKDOWN
 
     def key(self) -> str:
         return json.dumps(self.parts(), separators=(",", ":"))
@@ -269,3 +275,50 @@ def parse_filter(query: Mapping[str, str]) -> MetricFilter:
             f"Unknown metric {check_name(metric)!r}; expected one of {', '.join(METRIC_NAMES)}.",
         )
     return MetricFilter(metric, parse_text(query, "project"), parse_text(query, "tag"))
+
+
+def parse_selection(query: Mapping[str, str]) -> MetricFilter:
+    """``parse_filter`` plus `group_by` and the dimension filters."""
+    flt = parse_filter(query)
+    if not any(name in query for name in BREAKDOWN_PARAMETERS):
+        return flt  # the organization level: nothing more to parse (the warm path)
+    breakdown = parse_breakdown(query, flt.metric_name)
+    if not breakdown.active:
+        return flt
+    return MetricFilter(flt.metric_name, flt.project, flt.tag, breakdown)
+
+
+def parse_group_by(query: Mapping[str, str]) -> tuple[Dimension, ...]:
+    """One or two distinct dimensions, comma-separated."""
+    raw = given(query, "group_by")
+    if raw is None:
+        return ()
+    parts = raw.split(",")
+    for part in parts:
+        if part not in DIMENSION_NAMES:
+            raise invalid(
+                "group_by",
+                f"{check_name(part)!r} is not a dimension; expected one or two of "
+                f"{', '.join(DIMENSION_NAMES)}, comma-separated.",
+            )
+    if len(set(parts)) != len(parts):
+        raise invalid("group_by", f"A dimension is given twice in {raw!r}.")
+    if len(parts) > GROUP_BY_MAX:
+        raise invalid("group_by", f"At most {GROUP_BY_MAX} dimensions, got {len(parts)}.")
+    return tuple(Dimension(part) for part in parts)
+
+
+def parse_breakdown(query: Mapping[str, str], metric_name: str | None) -> Breakdown:
+    group_by = parse_group_by(query)
+    filters = []
+    for dimension in DIMENSIONS:
+        raw = given(query, dimension.value)
+        if raw is not None:
+            filters.append((dimension, check_text(raw, dimension.value, DIMENSION_TEXT_MAX)))
+    if metric_name is not None:
+        carried = METRICS[metric_name].dimensions
+        asked = [("group_by", d) for d in group_by] + [(d.value, d) for d, _value in filters]
+        for parameter, dimension in asked:
+            if dimension not in carried:
+                raise invalid(parameter, f"{metric_name} has no dimension {dimension.value}")
+    return Breakdown(group_by, tuple(filters))

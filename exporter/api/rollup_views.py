@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import tzinfo
 from typing import Any
 
 import orjson
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from dashboard_metrics.core.schema import HOURLY
 from dashboard_metrics.core.timeutil import hour_start
-from dashboard_metrics.exporter.api import caching, shape
+from dashboard_metrics.exporter.api import caching, names, shape
 from dashboard_metrics.exporter.api.anyrange import ANY_RANGE, build_any
 from dashboard_metrics.exporter.api.context import Api
 from dashboard_metrics.exporter.api.errors import ApiError, invalid
@@ -25,6 +26,7 @@ from dashboard_metrics.exporter.api.params import (
     parse_filter,
     parse_int,
     parse_range,
+    parse_selection,
 )
 from dashboard_metrics.exporter.api.plan import ReadPlan
 from dashboard_metrics.exporter.api.rollups import Cell, filters, read_live, read_plan
@@ -85,11 +87,12 @@ async def _overview_plan(api: Api, query: Any) -> tuple[DateRange, ReadPlan]:
 
 async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> web.Response:
     """summary/ and series/. The body after start_date/end_date is kept in-process per
-    (endpoint, organization, filter, granularity, time zone, plan, generation); a hit formats
-    only the echoed bounds. Byte for byte ``orjson.dumps`` of the whole dict.
+    (endpoint, organization, filter with its grouping and dimension filters, granularity, time
+    zone, plan, generation); a hit formats only the echoed bounds. Byte for byte
+    ``orjson.dumps`` of the whole dict.
     """
     query = request.query
-    flt = parse_filter(query)
+    flt = parse_selection(query)
     refresh = parse_bool(query, "refresh")
     granularity = (
         parse_choice(query, "granularity", GRANULARITIES, "day") if endpoint == "series" else None
@@ -112,21 +115,30 @@ async def _shaped(request: web.Request, api: Api, org: str, endpoint: str) -> we
     tail = None if refresh else api.cache.body(generation, key)
     if tail is None:
         cells = await _cells(api, org, flt, plan, refresh, generation)
-        if granularity is None:
-            rest = {"source": plan.source, "summary": shape.summary(cells, plan.source, rng.tz)}
-            tail = orjson.dumps(rest)[1:]  # without its "{"
-        else:
-            series_body = shape.series_json(cells, granularity, rng.tz)
-            tail = (
-                f'"granularity":"{granularity}","source":"{plan.source}","series":'.encode()
-                + series_body
-                + b"}"
-            )
+        labels = await names.labels_for(api, org, flt.breakdown, cells)
+        tail = _tail(cells, plan.source, granularity, rng.tz, labels)
         current = rng.end_hour > hour_start(api.clock())
         settings = api.settings
         ttl = settings.cache_ttl_current_bucket if current else settings.cache_ttl_historical
         api.cache.keep_body(generation, key, ttl, tail)
     return web.Response(body=head.encode() + tail, content_type="application/json", charset="utf-8")
+
+
+def _tail(
+    cells: list[Cell],
+    source: str,
+    granularity: str | None,
+    tz: tzinfo,
+    labels: shape.Labels | None,
+) -> bytes:
+    """The body after start_date/end_date, without its "{"."""
+    if granularity is None:
+        rest = {"source": source, "summary": shape.summary(cells, source, tz, labels)}
+        return orjson.dumps(rest)[1:]
+    series_body = shape.series_json(cells, granularity, tz, labels)
+    return (
+        f'"granularity":"{granularity}","source":"{source}","series":'.encode() + series_body + b"}"
+    )
 
 
 async def summary(request: web.Request, api: Api, org: str) -> web.Response:

@@ -5,14 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import sourcesql
 from dashboard_metrics.core.catalogue import METRICS
-from dashboard_metrics.core.schema import DAILY, HOURLY, MONTHLY, Granularity, Tier, in_ranges
+from dashboard_metrics.core.schema import (
+    BREAKDOWN_TIERS,
+    DAILY,
+    HOURLY,
+    MONTHLY,
+    Granularity,
+    Tier,
+    in_ranges,
+)
 from dashboard_metrics.core.timeutil import as_period, day_start
 from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
+from dashboard_metrics.exporter.api.dims import NO_BREAKDOWN, Breakdown
 from dashboard_metrics.exporter.api.params import MetricFilter
 from dashboard_metrics.exporter.api.plan import ReadPlan
 
@@ -28,6 +37,8 @@ class Cell(NamedTuple):
     tag: str
     value: float
     events: int  # metric_count: the number of source events
+    # The grouped dimensions' values, in group_by order ('' = none); () at organization level.
+    group: tuple[str, ...] = ()
 
 
 def filters(table: Table, org: str, flt: MetricFilter) -> list[ColumnElement[bool]]:
@@ -48,6 +59,8 @@ def _read(
 ) -> list[Cell]:
     if not ranges:
         return []
+    if flt.breakdown.active:
+        return _read_breakdown(conn, BREAKDOWN_TIERS[tier.name], org, flt, ranges)
     table = tier.table
     query = select(
         tier.period,
@@ -69,6 +82,59 @@ def _read(
     return out
 
 
+def _read_breakdown(
+    conn: Connection,
+    tier: Tier,
+    org: str,
+    flt: MetricFilter,
+    ranges: list[tuple[Any, Any]],
+) -> list[Cell]:
+    """The breakdown tier's rows summed over the dimensions not grouped by (its rows carry the
+    default project and tag)."""
+    names = source_metrics(flt)
+    if not names:
+        return []
+    table = tier.table
+    breakdown = flt.breakdown
+    grouped = [table.c[dimension.value] for dimension in breakdown.group_by]
+    keys = [tier.period, table.c.metric_name, table.c.metric_type, *grouped]
+    query = (
+        select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
+        .where(
+            table.c.organization_id == org,
+            table.c.metric_name.in_(names),
+            *(table.c[dimension.value] == value for dimension, value in breakdown.filters),
+            in_ranges(tier.period, ranges),
+        )
+        .group_by(*keys)
+    )
+    out = []
+    days: dict[Any, datetime] = {}
+    width = len(grouped)
+    for row in conn.execute(query).all():
+        start = row[0]
+        if isinstance(start, datetime):
+            when = start
+        else:
+            when = days.get(start) or days.setdefault(start, day_start(as_period(start)))
+        value, count = row[3 + width], row[4 + width]
+        group = tuple(row[3 : 3 + width])
+        out.append(
+            Cell(
+                when,
+                tier.name,
+                row[1],
+                row[2],
+                DEFAULT_PROJECT,
+                DEFAULT_TAG,
+                float(value),
+                int(count),
+                group,
+            )
+        )
+    return out
+
+
 def read_hours(
     conn: Connection, org: str, flt: MetricFilter, start: datetime, end: datetime
 ) -> list[Cell]:
@@ -81,6 +147,8 @@ def source_metrics(flt: MetricFilter) -> list[str]:
     metric, project, tag = flt.parts()
     if project not in (None, DEFAULT_PROJECT) or tag not in (None, DEFAULT_TAG):
         return []
+    if flt.breakdown.active:
+        return flt.breakdown.metrics(metric)
     return sorted(METRICS) if metric is None else [metric]
 
 
@@ -90,8 +158,11 @@ def live_cells(
     names: list[str],
     ranges: list[tuple[datetime, datetime]],
     tier: str,
+    breakdown: Breakdown = NO_BREAKDOWN,
 ) -> list[Cell]:
     """The hours of ``names`` computed from the source tables, labelled ``tier``."""
+    if breakdown.active:
+        return _live_breakdown(conn, org, names, ranges, tier, breakdown)
     rows = sourcesql.compute(
         conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
     )
@@ -110,12 +181,49 @@ def live_cells(
     ]
 
 
+def _live_breakdown(
+    conn: Connection,
+    org: str,
+    names: list[str],
+    ranges: list[tuple[datetime, datetime]],
+    tier: str,
+    breakdown: Breakdown,
+) -> list[Cell]:
+    """The source's breakdown rows, filtered and summed over the dimensions not grouped by."""
+    rows = sourcesql.compute(
+        conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names, breakdown=True
+    )
+    sums: dict[tuple[Any, str, tuple[str, ...]], list[float]] = {}
+    for key, agg in rows.items():
+        values = key._asdict()
+        if any(values[dimension.value] != value for dimension, value in breakdown.filters):
+            continue
+        group = tuple(values[dimension.value] for dimension in breakdown.group_by)
+        entry = sums.setdefault((key.period, key.metric_name, group), [0.0, 0])
+        entry[0] += agg.value
+        entry[1] += agg.count
+    return [
+        Cell(
+            as_datetime(period),
+            tier,
+            name,
+            METRICS[name].type.value,
+            DEFAULT_PROJECT,
+            DEFAULT_TAG,
+            value,
+            int(count),
+            group,
+        )
+        for (period, name, group), (value, count) in sums.items()
+    ]
+
+
 def read_live(
     conn: Connection, org: str, flt: MetricFilter, ranges: list[tuple[datetime, datetime]]
 ) -> list[Cell]:
     """Hours computed from the source tables (edges the hourly tier no longer holds)."""
     names = source_metrics(flt)
-    return live_cells(conn, org, names, ranges, "hourly") if names else []
+    return live_cells(conn, org, names, ranges, "hourly", flt.breakdown) if names else []
 
 
 def read_plan(conn: Connection, org: str, flt: MetricFilter, plan: ReadPlan) -> list[Cell]:
