@@ -9,8 +9,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import func, select, update
 
+from dashboard_metrics.aggregator.testdata import GenerateOptions, generate
+from dashboard_metrics.core import migrate
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import CATALOGUE, DIMENSION_PATHS, Dimension
 from dashboard_metrics.core.schema import BREAKDOWN_TIERS
@@ -141,3 +144,31 @@ def test_a_dry_run_counts_breakdown_rows_and_writes_none(h: Harness) -> None:
     report = h.backfill(days=10, dry_run=True)
     assert report.tiers["event_metrics_breakdown_hourly"].written > 0
     assert _breakdown_rows(h, "hourly") == 0
+
+
+def test_an_upgrade_over_existing_rollups_fills_the_breakdowns_at_the_next_tick(
+    h: Harness,
+) -> None:
+    """Rollups written before migration 0004 have no breakdown rows: the migration asks the
+    next tick for the whole history, so no breakdown day or month is a sum of a few new hours."""
+    generate(
+        h.source,
+        h.settings.effective_source_schema,
+        GenerateOptions(orgs=2, days=40, records_per_day=3, seed=11),
+        h.clock(),
+    )
+    h.backfill(days=45)
+    h.aggregator.tick(reconcile=False)  # the first tick reads everything: take it before
+    config = migrate._config()
+    with h.rollup.begin() as conn:  # as before 0004: organization tiers only
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    migrate.upgrade(h.rollup)
+    with h.source.connect() as conn:  # one changed hour in an old day
+        recent = conn.execute(
+            select(st.usage.c.id).where(st.usage.c.created_at < h.clock() - timedelta(days=2))
+        ).first()
+    assert recent is not None
+    _update(h, st.usage, recent.id, model_name="edited")
+    h.aggregator.tick(reconcile=False)
+    h.assert_matches_oracle(since={"hourly": h.clock() - timedelta(days=30)})

@@ -5,6 +5,9 @@ Revision ID: 0004
 Revises: 0003
 """
 
+import json
+from datetime import UTC, date, datetime, timedelta
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -41,6 +44,35 @@ def upgrade() -> None:
         )
         op.create_index(f"ix_{name}_{period}", name, [period])
         op.create_index(f"ix_{name}_metric_{period}", name, ["metric_name", period])
+    # An upgrade over existing rollups: their history has no breakdown rows yet, and a day
+    # rebuilt from a few new hours would hold only those. Ask the next tick to recompute the
+    # whole history (every tier, every organization), as generate-test-data asks for its range.
+    _request_history(op.get_bind(), datetime.now(UTC))
+
+
+# A frozen copy of what state.request_recompute wrote at 0004: a migration never imports live
+# code.
+def _request_history(conn: sa.engine.Connection, now: datetime) -> None:
+    first = conn.execute(sa.text("SELECT min(month) FROM event_metrics_monthly")).scalar()
+    if first is None:
+        return  # nothing aggregated yet
+    month = first if isinstance(first, date) else date.fromisoformat(str(first)[:10])
+    start = datetime(month.year, month.month, 1, tzinfo=UTC)
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    state = sa.table(
+        "aggregator_state", sa.column("key"), sa.column("value"), sa.column("updated_at")
+    )
+    key = "recompute_requests"
+    stored = conn.execute(sa.select(state.c.value).where(state.c.key == key)).scalar()
+    requests = (json.loads(stored) if stored else None) or []
+    requests.append([start.isoformat(), end.isoformat()])
+    # Timestamps as the rollup tables store them: timestamptz on PostgreSQL, naive UTC on SQLite.
+    stamp = now if conn.dialect.name == "postgresql" else now.replace(tzinfo=None)
+    values = {"value": json.dumps(requests), "updated_at": stamp}
+    if stored is None:
+        conn.execute(sa.insert(state).values(key=key, **values))
+    else:
+        conn.execute(sa.update(state).where(state.c.key == key).values(**values))
 
 
 def downgrade() -> None:
