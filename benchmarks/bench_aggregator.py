@@ -1,7 +1,8 @@
 """Aggregator benchmarks on PostgreSQL (not part of the test run; see benchmarks/README.md).
 
 1. backfill of 30 days vs the floor: the bare GROUP BY queries computing the same hourly, daily
-   and monthly per-organization/per-metric numbers, run as plain SQL and fetched (target <= 1.5x);
+   and monthly per-organization/per-metric numbers and the same breakdown numbers (per
+   organization, period and dimension values; hand-written SQL), run and fetched (target <= 1.5x);
 2. a tick after 1,000 new source rows on the 2M-row history vs a 20k-row history (target <= 1.5x),
    and an idle tick (nothing new since the previous tick) vs that tick (target <= 5%);
 3. our backfill vs the anchor's algorithm (anchor_baseline.py) over the same data.
