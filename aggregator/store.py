@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Date,
     and_,
@@ -23,6 +22,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core.catalogue import METRICS
@@ -112,30 +112,19 @@ def sums(
     dialect = conn.dialect.name
     bucket = _upper_bucket(lower, upper, dialect).label("bucket")
     keys = [table.c.organization_id, bucket, table.c.metric_name, *(table.c[d] for d in lower.dims)]
-    width = len(keys)
     scope = [in_ranges(lower.period, ranges)]
     if organizations is not None:
         scope.append(table.c.organization_id.in_(sorted(organizations)))
-    totals = select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
     if dialect == "postgresql":
-        slots = (
-            func.json_array_elements_text(cast(table.c.buckets, JSON))
-            .table_valued("value", with_ordinality="slot")
-            .render_derived()
-            .lateral()
-        )
-        slot: Any = slots.c.slot - 1
-        count: Any = cast(slots.c.value, BigInteger)
-        source = table.join(slots, true())
-    else:
-        slots = func.json_each(table.c.buckets).table_valued("key", "value")
-        slot, count = slots.c.key, slots.c.value
-        source = table.join(slots, true())
+        return _sums_postgresql(conn, upper, keys, scope)
+    width = len(keys)
+    totals = select(*keys, func.sum(table.c.metric_value), func.sum(table.c.metric_count))
+    slots = func.json_each(table.c.buckets).table_valued("key", "value")
     per_slot = (
-        select(*keys, slot, func.sum(count))
-        .select_from(source)
+        select(*keys, slots.c.key, func.sum(slots.c.value))
+        .select_from(table.join(slots, true()))
         .where(*scope, table.c.buckets.isnot(None))
-        .group_by(*keys, slot)
+        .group_by(*keys, slots.c.key)
     )
     counts: dict[Key, dict[int, int]] = {}
     for row in conn.execute(per_slot):
@@ -146,6 +135,46 @@ def sums(
         key = key_of(upper, row[:width])
         slots_of = counts.get(key)
         buckets = None if slots_of is None else tuple(slots_of[i] for i in range(len(slots_of)))
+        rollup[key] = Agg(float(row[width]), int(row[width + 1]), buckets)
+    return rollup
+
+
+# The most bucket slots a stored row has (the +Inf slot included).
+_MAX_SLOTS = max(entry.bucket_slots for entry in METRICS.values())
+
+
+def _sums_postgresql(conn: Connection, upper: Tier, keys: list[Any], scope: list[Any]) -> Rollup:
+    """One GROUP BY pass: each row's bucket array is parsed once (in a subquery kept apart by
+    OFFSET 0) and summed slot by slot next to the values and counts. (Expanding the arrays
+    into one row per slot and grouping those cost seconds for a month of breakdown rows.)"""
+    table = keys[0].table
+    parsed = cast(
+        func.string_to_array(func.btrim(table.c.buckets, "[]"), ","), ARRAY(BigInteger)
+    ).label("slots")
+    labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    rows = (
+        select(*labelled, table.c.metric_value, table.c.metric_count, parsed)
+        .where(*scope)
+        .offset(0)
+        .subquery()
+    )
+    group = [rows.c[f"k{i}"] for i in range(len(keys))]
+    slot_sums = [func.sum(rows.c.slots[i + 1]) for i in range(_MAX_SLOTS)]
+    length = func.max(func.cardinality(rows.c.slots))  # NULL: no bucket array (a counter)
+    query = select(
+        *group,
+        func.sum(rows.c.metric_value),
+        func.sum(rows.c.metric_count),
+        length,
+        *slot_sums,
+    ).group_by(*group)
+    width = len(keys)
+    rollup: Rollup = {}
+    for row in conn.execute(query):
+        key = key_of(upper, row[:width])
+        slots = row[width + 2]
+        first = width + 3
+        buckets = tuple(int(c) for c in row[first : first + slots]) if slots else None
         rollup[key] = Agg(float(row[width]), int(row[width + 1]), buckets)
     return rollup
 

@@ -147,7 +147,8 @@ def reset_rollups(database: str) -> None:
     with psycopg.connect(libpq_url(database), autocommit=True) as conn:
         conn.execute(
             "TRUNCATE event_metrics_hourly, event_metrics_daily, event_metrics_monthly, "
-            "aggregator_state"
+            "event_metrics_breakdown_hourly, event_metrics_breakdown_daily, "
+            "event_metrics_breakdown_monthly, aggregator_state"
         )
 
 
