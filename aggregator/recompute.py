@@ -100,16 +100,17 @@ def _rebuild(
     lower: Tier,
     upper: Tier,
     periods: set[date],
-    organizations: set[str] | None,
+    series: set[store.Series] | None,
     span: Callable[[Iterable[date]], list[tuple[date, date]]],
     stamp: datetime,
 ) -> set[Key]:
-    """Rewrite ``upper``'s rows of ``periods`` (for ``organizations``, None: all) as sums of
-    ``lower``'s stored rows; returns the keys that changed."""
+    """Rewrite ``upper``'s rows of ``periods`` as sums of ``lower``'s stored rows: of the
+    ``series`` whose lower rows changed (None: every series), so a tick reads what changed,
+    not the whole month of every organization it touched. Returns the keys that changed."""
     ranges = span(periods)
     lower_ranges = as_time_ranges(ranges) if lower.granularity is Granularity.HOUR else ranges
-    new = store.sums(conn, lower, upper, lower_ranges, organizations)
-    old = store.read(conn, upper, ranges, organizations=organizations)
+    new = store.sums(conn, lower, upper, lower_ranges, series=series)
+    old = store.read(conn, upper, ranges, series=series)
     return store.merge(conn, upper, old, new, stamp)
 
 
@@ -153,8 +154,8 @@ def execute_family(
     # rebuild, every organization.
     days = {d for d in plan.rebuild - plan.days if coverage.day_from_hours(d)}
     months = {month_of(d) for d in plan.rebuild}
-    day_orgs: set[str] | None = None if plan.rebuild else set()
-    month_orgs: set[str] | None = None if plan.rebuild else set()
+    day_series: set[store.Series] | None = None if plan.rebuild else set()
+    month_series: set[store.Series] | None = None if plan.rebuild else set()
 
     if plan.hours:
         changed = _from_source(conn, source, hourly, merge_ranges(list(plan.hours), HOUR), stamp)
@@ -163,20 +164,20 @@ def execute_family(
             day = as_datetime(key.period).date()
             if day not in plan.days and coverage.day_from_hours(day):
                 days.add(day)
-                if day_orgs is not None:
-                    day_orgs.add(key.organization_id)
+                if day_series is not None:
+                    day_series.add(store.series_of(key))
 
     changed_days: set[Key] = set()
     if plan.days:
         ranges_d = day_ranges(plan.days)
         changed_days |= _from_source(conn, source, daily, as_time_ranges(ranges_d), stamp, ranges_d)
     if days:
-        changed_days |= _rebuild(conn, hourly, daily, days, day_orgs, day_ranges, stamp)
+        changed_days |= _rebuild(conn, hourly, daily, days, day_series, day_ranges, stamp)
     written.daily += len(changed_days)
     for key in changed_days:
         months.add(month_of(key.period))
-        if month_orgs is not None:
-            month_orgs.add(key.organization_id)
+        if month_series is not None:
+            month_series.add(store.series_of(key))
 
     from_source = plan.months | {m for m in months if not coverage.month_from_days(m)}
     from_days = months - from_source
@@ -187,6 +188,6 @@ def execute_family(
         )
     if from_days:
         written.monthly += len(
-            _rebuild(conn, daily, monthly, from_days, month_orgs, month_ranges, stamp)
+            _rebuild(conn, daily, monthly, from_days, month_series, month_ranges, stamp)
         )
     return written

@@ -53,6 +53,28 @@ def key_of(tier: Tier, values: Any) -> Key:
 
 # Above this many organizations a read takes the whole period range and keeps what it needs.
 _MAX_ORG_FILTER = 1000
+# Series (a row's key without its period) bound per statement when a rebuild names them.
+_SERIES_BATCH = 500
+
+Series = tuple[Any, ...]  # organization, metric, then the tier's dims
+
+
+def series_of(key: Key) -> Series:
+    """The series a row belongs to: its key without the period."""
+    return (key[0], key[2], *key[3:])
+
+
+def _series_filters(tier: Tier, series: Collection[Series] | None) -> list[Any]:
+    """One extra condition per batch of ``series`` (one empty condition list: all rows)."""
+    if series is None:
+        return [None]
+    table = tier.table
+    columns = tuple_(table.c.organization_id, table.c.metric_name, *(table.c[d] for d in tier.dims))
+    ordered = sorted(series)
+    return [
+        columns.in_(ordered[start : start + _SERIES_BATCH])
+        for start in range(0, len(ordered), _SERIES_BATCH)
+    ]
 
 
 def read(
@@ -61,6 +83,23 @@ def read(
     ranges: Ranges,
     organization_id: str | None = None,
     organizations: Collection[str] | None = None,
+    series: Collection[Series] | None = None,
+) -> Rollup:
+    """The stored rows of ``tier`` within ``ranges`` (of one organization, of
+    ``organizations``, or of the given ``series`` only)."""
+    rollup: Rollup = {}
+    for only in _series_filters(tier, series):
+        rollup.update(_read(conn, tier, ranges, organization_id, organizations, only))
+    return rollup
+
+
+def _read(
+    conn: Connection,
+    tier: Tier,
+    ranges: Ranges,
+    organization_id: str | None,
+    organizations: Collection[str] | None,
+    only: Any,
 ) -> Rollup:
     table = tier.table
     width = 3 + len(tier.dims)
@@ -77,6 +116,8 @@ def read(
         query = query.where(table.c.organization_id == organization_id)
     if organizations is not None and len(organizations) <= _MAX_ORG_FILTER:
         query = query.where(table.c.organization_id.in_(sorted(organizations)))
+    if only is not None:
+        query = query.where(only)
     rollup: Rollup = {}
     for row in conn.execute(query):
         if organizations is not None and row[0] not in organizations:
@@ -104,10 +145,25 @@ def sums(
     upper: Tier,
     ranges: Ranges,
     organizations: Collection[str] | None = None,
+    series: Collection[Series] | None = None,
 ) -> Rollup:
     """``upper``'s rows as the sums of ``lower``'s stored rows within ``ranges`` (of
-    ``organizations``, None: all), added up by the database: values and counts by GROUP BY,
-    histogram bucket counts slot by slot from the stored JSON arrays."""
+    ``organizations`` or of ``series``; None: all), added up by the database: values and
+    counts by GROUP BY, histogram bucket counts slot by slot from the stored JSON arrays."""
+    rollup: Rollup = {}
+    for only in _series_filters(lower, series):
+        rollup.update(_sums(conn, lower, upper, ranges, organizations, only))
+    return rollup
+
+
+def _sums(
+    conn: Connection,
+    lower: Tier,
+    upper: Tier,
+    ranges: Ranges,
+    organizations: Collection[str] | None,
+    only: Any,
+) -> Rollup:
     table = lower.table
     dialect = conn.dialect.name
     bucket = _upper_bucket(lower, upper, dialect).label("bucket")
@@ -115,6 +171,8 @@ def sums(
     scope = [in_ranges(lower.period, ranges)]
     if organizations is not None:
         scope.append(table.c.organization_id.in_(sorted(organizations)))
+    if only is not None:
+        scope.append(only)
     if dialect == "postgresql":
         return _sums_postgresql(conn, upper, keys, scope)
     width = len(keys)
