@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Date,
+    Text,
     and_,
     bindparam,
     cast,
@@ -64,13 +65,22 @@ def series_of(key: Key) -> Series:
     return (key[0], key[2], *key[3:])
 
 
-def _series_filters(tier: Tier, series: Collection[Series] | None) -> list[Any]:
-    """One extra condition per batch of ``series`` (one empty condition list: all rows)."""
+def _series_filters(conn: Connection, tier: Tier, series: Collection[Series] | None) -> list[Any]:
+    """One extra condition per batch of ``series`` (None: a single pass over all rows)."""
     if series is None:
         return [None]
     table = tier.table
-    columns = tuple_(table.c.organization_id, table.c.metric_name, *(table.c[d] for d in tier.dims))
+    names = ("organization_id", "metric_name", *tier.dims)
+    columns = tuple_(*(table.c[name] for name in names))
     ordered = sorted(series)
+    if conn.dialect.name == "postgresql":
+        # A semi-join against the series unnested from one array per column: PostgreSQL plans
+        # a list of row values as one OR branch per row, evaluated for every row it reads.
+        arrays = [
+            func.unnest(bindparam(f"series_{name}", [row[i] for row in ordered], ARRAY(Text)))
+            for i, name in enumerate(names)
+        ]
+        return [columns.in_(select(*arrays))]
     return [
         columns.in_(ordered[start : start + _SERIES_BATCH])
         for start in range(0, len(ordered), _SERIES_BATCH)
@@ -88,7 +98,7 @@ def read(
     """The stored rows of ``tier`` within ``ranges`` (of one organization, of
     ``organizations``, or of the given ``series`` only)."""
     rollup: Rollup = {}
-    for only in _series_filters(tier, series):
+    for only in _series_filters(conn, tier, series):
         rollup.update(_read(conn, tier, ranges, organization_id, organizations, only))
     return rollup
 
@@ -151,7 +161,7 @@ def sums(
     ``organizations`` or of ``series``; None: all), added up by the database: values and
     counts by GROUP BY, histogram bucket counts slot by slot from the stored JSON arrays."""
     rollup: Rollup = {}
-    for only in _series_filters(lower, series):
+    for only in _series_filters(conn, lower, series):
         rollup.update(_sums(conn, lower, upper, ranges, organizations, only))
     return rollup
 

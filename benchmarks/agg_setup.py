@@ -148,7 +148,8 @@ def reset_rollups(database: str) -> None:
         conn.execute(
             "TRUNCATE event_metrics_hourly, event_metrics_daily, event_metrics_monthly, "
             "event_metrics_breakdown_hourly, event_metrics_breakdown_daily, "
-            "event_metrics_breakdown_monthly, aggregator_state"
+            "event_metrics_breakdown_monthly, aggregator_state, metric_totals, "
+            "metric_breakdown_totals, source_attribution"
         )
 
 

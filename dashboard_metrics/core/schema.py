@@ -84,8 +84,9 @@ def _breakdown_table(name: str, period: str, period_type: TypeEngine[Any]) -> Ta
         PrimaryKeyConstraint(
             "organization_id", period, "metric_name", *BREAKDOWN_DIMS, name=f"{name}_pkey"
         ),
+        # Retention deletes by period. Readers always name the organization (the primary key's
+        # first column); no (metric, period) index: a backfill writes millions of rows.
         Index(f"ix_{name}_{period}", period),
-        Index(f"ix_{name}_metric_{period}", "metric_name", period),
     )
 
 

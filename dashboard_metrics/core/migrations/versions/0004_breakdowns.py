@@ -43,7 +43,6 @@ def upgrade() -> None:
             ),
         )
         op.create_index(f"ix_{name}_{period}", name, [period])
-        op.create_index(f"ix_{name}_metric_{period}", name, ["metric_name", period])
     # An upgrade over existing rollups: their history has no breakdown rows yet, and a day
     # rebuilt from a few new hours would hold only those. Ask the next tick to recompute the
     # whole history (every tier, every organization), as generate-test-data asks for its range.
