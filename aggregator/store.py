@@ -80,7 +80,9 @@ def _series_filters(conn: Connection, tier: Tier, series: Collection[Series] | N
             func.unnest(bindparam(f"series_{name}", [row[i] for row in ordered], ARRAY(Text)))
             for i, name in enumerate(names)
         ]
-        return [columns.in_(select(*arrays))]
+        # The organizations as well: the primary key (organization first) then bounds the rows.
+        orgs = sorted({row[0] for row in ordered})
+        return [and_(table.c.organization_id.in_(orgs), columns.in_(select(*arrays)))]
     return [
         columns.in_(ordered[start : start + _SERIES_BATCH])
         for start in range(0, len(ordered), _SERIES_BATCH)
