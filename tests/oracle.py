@@ -140,18 +140,21 @@ class Sums:
     count: int = 0
     buckets: list[int] = field(default_factory=list)
 
+    def add(self, name: str, value: float) -> None:
+        """One event of metric ``name``."""
+        metric = METRICS[name]
+        self.value += value
+        self.count += 1
+        if metric.is_histogram:
+            if not self.buckets:
+                self.buckets = [0] * (len(metric.buckets) + 1)
+            self.buckets[bisect.bisect_left(metric.buckets, value)] += 1
+
 
 def rollup(all_events: list[Event], tier: str) -> dict[tuple[str, Any, str], Sums]:
     cells: dict[tuple[str, Any, str], Sums] = {}
     for org, name, when, value in all_events:
-        metric = METRICS[name]
-        cell = cells.setdefault((org, period_of(when, tier), name), Sums())
-        cell.value += value
-        cell.count += 1
-        if metric.is_histogram:
-            if not cell.buckets:
-                cell.buckets = [0] * (len(metric.buckets) + 1)
-            cell.buckets[bisect.bisect_left(metric.buckets, value)] += 1
+        cells.setdefault((org, period_of(when, tier), name), Sums()).add(name, value)
     return cells
 
 
@@ -166,17 +169,11 @@ def breakdown_rollup(
             continue
         carried = {d.value for d in metric.dimensions}
         model, workflow, deployment = (
-            value if dim in carried else ""
-            for dim, value in zip(("model", "workflow", "deployment"), dims, strict=True)
+            found if dim in carried else ""
+            for dim, found in zip(("model", "workflow", "deployment"), dims, strict=True)
         )
         key = (org, period_of(when, tier), name, model, workflow, deployment)
-        cell = cells.setdefault(key, Sums())
-        cell.value += value
-        cell.count += 1
-        if metric.is_histogram:
-            if not cell.buckets:
-                cell.buckets = [0] * (len(metric.buckets) + 1)
-            cell.buckets[bisect.bisect_left(metric.buckets, value)] += 1
+        cells.setdefault(key, Sums()).add(name, value)
     return cells
 
 

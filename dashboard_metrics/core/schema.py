@@ -34,7 +34,8 @@ from dashboard_metrics.core.sqltypes import UTCDateTime
 rollup_metadata = MetaData()
 
 
-def _rollup_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table:
+def _tier_table(name: str, period: str, period_type: TypeEngine[Any], *key: Column[Any]) -> Table:
+    """A tier's table: one row per organization, period, metric and the ``key`` columns."""
     return Table(
         name,
         rollup_metadata,
@@ -45,16 +46,26 @@ def _rollup_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table
         Column("metric_value", Float, nullable=False),
         Column("metric_count", BigInteger, nullable=False),
         Column("buckets", Text, nullable=True),
-        Column("project", String(64), nullable=False, server_default="default"),
-        Column("tag", String(64), nullable=False, server_default=""),
+        *key,
         Column("created_at", UTCDateTime, nullable=False),
         Column("modified_at", UTCDateTime, nullable=False),
         PrimaryKeyConstraint(
-            "organization_id", period, "metric_name", "project", "tag", name=f"{name}_pkey"
+            "organization_id", period, "metric_name", *(c.name for c in key), name=f"{name}_pkey"
         ),
         Index(f"ix_{name}_{period}", period),
-        Index(f"ix_{name}_metric_{period}", "metric_name", period),
     )
+
+
+def _rollup_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table:
+    table = _tier_table(
+        name,
+        period,
+        period_type,
+        Column("project", String(64), nullable=False, server_default="default"),
+        Column("tag", String(64), nullable=False, server_default=""),
+    )
+    Index(f"ix_{name}_metric_{period}", table.c.metric_name, table.c[period])
+    return table
 
 
 event_metrics_hourly = _rollup_table("event_metrics_hourly", "timestamp", UTCDateTime())
@@ -68,25 +79,13 @@ NO_VALUE = ""
 
 
 def _breakdown_table(name: str, period: str, period_type: TypeEngine[Any]) -> Table:
-    return Table(
+    # Retention deletes by period. Readers always name the organization (the primary key's
+    # first column); no (metric, period) index: a backfill writes millions of rows.
+    return _tier_table(
         name,
-        rollup_metadata,
-        Column("organization_id", Text, nullable=False),
-        Column(period, period_type, nullable=False),
-        Column("metric_name", String(64), nullable=False),
-        Column("metric_type", String(16), nullable=False),
+        period,
+        period_type,
         *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
-        Column("metric_value", Float, nullable=False),
-        Column("metric_count", BigInteger, nullable=False),
-        Column("buckets", Text, nullable=True),
-        Column("created_at", UTCDateTime, nullable=False),
-        Column("modified_at", UTCDateTime, nullable=False),
-        PrimaryKeyConstraint(
-            "organization_id", period, "metric_name", *BREAKDOWN_DIMS, name=f"{name}_pkey"
-        ),
-        # Retention deletes by period. Readers always name the organization (the primary key's
-        # first column); no (metric, period) index: a backfill writes millions of rows.
-        Index(f"ix_{name}_{period}", period),
     )
 
 

@@ -32,10 +32,10 @@ def upgrade() -> None:
             sa.Column(period, period_type, nullable=False),
             sa.Column("metric_name", sa.String(64), nullable=False),
             sa.Column("metric_type", sa.String(16), nullable=False),
-            *(sa.Column(dim, sa.Text(), nullable=False, server_default="") for dim in _DIMS),
             sa.Column("metric_value", sa.Float(), nullable=False),
             sa.Column("metric_count", sa.BigInteger(), nullable=False),
             sa.Column("buckets", sa.Text(), nullable=True),
+            *(sa.Column(dim, sa.Text(), nullable=False, server_default="") for dim in _DIMS),
             sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("modified_at", sa.DateTime(timezone=True), nullable=False),
             sa.PrimaryKeyConstraint(
