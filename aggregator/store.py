@@ -318,6 +318,13 @@ def _stage_columns(tier: Tier) -> list[str]:
     ]
 
 
+def _copy_types(tier: Tier, extra: tuple[Any, ...]) -> list[str]:
+    """PostgreSQL types of a COPY's columns, in _stage_columns order (then the stamps)."""
+    period = "timestamptz" if tier.granularity is Granularity.HOUR else "date"
+    head = ["text", period, "text", "text", "float8", "int8", "text"]
+    return head + ["text"] * len(tier.dims) + ["timestamptz"] * len(extra)
+
+
 def _copy_rows(
     conn: Connection,
     tier: Tier,
@@ -334,7 +341,9 @@ def _copy_rows(
     columns = f"{names}, created_at, modified_at" if extra else names
     copied = 0
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {target} ({columns}) FROM STDIN") as copy:
+    # Binary: no text formatting of every timestamp and float (millions of rows per backfill).
+    with cursor.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_copy_types(tier, extra))
         for row in rows:
             org, period, name, value, count, buckets = row[:6]
             if count > 0:  # merge deletes a key whose new count is not positive

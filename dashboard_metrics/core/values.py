@@ -8,6 +8,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
+from operator import add
 from typing import Any, NamedTuple
 
 DEFAULT_PROJECT = "default"
@@ -82,9 +84,11 @@ def parse_buckets(raw: str | None) -> tuple[int, ...] | None:
     return None if not raw else tuple(int(x) for x in json.loads(raw))
 
 
+@lru_cache(maxsize=1 << 16)
 def dump_buckets(buckets: tuple[int, ...] | None) -> str | None:
     """The stored text of per-bucket counts: ``json.dumps(list(buckets))``, written without
-    json's overhead (COPY streams millions of rows)."""
+    json's overhead and remembered (COPY streams millions of rows, most of few events, whose
+    counts repeat)."""
     return None if buckets is None else "[" + ", ".join(map(str, buckets)) + "]"
 
 
@@ -117,20 +121,23 @@ class RowSums:
         self.sums: dict[tuple[Any, ...], list[Any]] = {}
 
     def add(self, row: RawRow) -> None:
-        key = (row[0], row[2], *row[6:])
-        value, count, buckets = row[3], row[4], row[5]
-        acc = self.sums.get(key)
-        if acc is None:
-            self.sums[key] = [value, count, None if buckets is None else list(buckets)]
-            return
-        acc[0] += value
-        acc[1] += count
-        if buckets is not None:
-            acc[2] = [a + b for a, b in zip(acc[2], buckets, strict=True)]
+        self.add_all((row,))
 
     def add_all(self, rows: Iterable[RawRow]) -> None:
+        # One loop with its lookups bound: called for every hour row of a backfill.
+        sums = self.sums
+        found = sums.get
         for row in rows:
-            self.add(row)
+            key = (row[0], row[2], *row[6:])
+            buckets = row[5]
+            acc = found(key)
+            if acc is None:
+                sums[key] = [row[3], row[4], None if buckets is None else list(buckets)]
+                continue
+            acc[0] += row[3]
+            acc[1] += row[4]
+            if buckets is not None:
+                acc[2] = list(map(add, acc[2], buckets))
 
     def rows(self, period: Period) -> list[RawRow]:
         return [
