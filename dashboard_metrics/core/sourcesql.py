@@ -262,9 +262,8 @@ def _raw_rows(
                 continue
             value = float(row[value_at] or 0)
             # Cumulative "value <= bound" counts to per-bucket counts, +Inf last (C-level map).
-            cumulative = tuple(
-                int(c or 0) for c in row[buckets_at : buckets_at + len(entry.buckets)]
-            )
+            # (never NULL: every grouped row sums at least one CASE ... ELSE 0)
+            cumulative = tuple(map(int, row[buckets_at : buckets_at + len(entry.buckets)]))
             counts = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
             yield org, period, entry.name, value, count, counts, *dims
 
