@@ -1,6 +1,6 @@
 """The source columns dashboard-metrics reads: the metrics (catalogue, change scans,
-attribution snapshots) and the JSON API's source endpoints (recent-activity/,
-workflow-token-usage/, the live endpoints).
+attribution snapshots, the breakdowns' dimensions and names) and the JSON API's source
+endpoints (recent-activity/, workflow-token-usage/, the live endpoints).
 
 `doctor` fails on these when they are missing or of another type family, and only warns about
 every other column of the Unstract tables (a column the metrics never read, such as
@@ -19,6 +19,8 @@ READ_COLUMNS: dict[str, frozenset[str]] = {
             *_EVENT,
             "organization_id",
             "execution_id",
+            "workflow_id",
+            "model_name",
             "run_id",
             "usage_type",
             "llm_usage_reason",
@@ -31,7 +33,9 @@ READ_COLUMNS: dict[str, frozenset[str]] = {
     "pipeline": frozenset(
         {"id", "modified_at", "organization_id", "pipeline_type", "pipeline_name"}
     ),
-    "api_deployment": frozenset({"id", "modified_at", "organization_id", "display_name"}),
+    "api_deployment": frozenset(
+        {"id", "modified_at", "organization_id", "display_name", "api_name"}
+    ),
     "workflow_execution": frozenset({*_EVENT, "pipeline_id", "workflow_id", "status"}),
     "workflow_file_execution": frozenset(
         {*_EVENT, "workflow_execution_id", "file_name", "status", "execution_time"}
