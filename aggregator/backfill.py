@@ -21,10 +21,11 @@ from dashboard_metrics.aggregator.engine import Aggregator, source_snapshot
 from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
 from dashboard_metrics.core import sourcesql, state
+from dashboard_metrics.core.catalogue import CATALOGUE
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import FAMILIES, Family, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
-from dashboard_metrics.core.values import RawRow, Rollup, RowSums, as_rollup
+from dashboard_metrics.core.values import RawRow, Rollup, RowSums, as_rollup, without_dims
 
 log = logging.getLogger("dashboard_metrics.backfill")
 
@@ -59,29 +60,29 @@ class BackfillReport:
 
 PerFamily = list[list[RawRow]]  # rows of each family, in FAMILIES order
 
+# Metrics whose organization rows are the sums of their breakdown rows (the breakdown queries
+# read the same events, outer-joined to their dimensions); the others need their own query.
+_UNDIMENSIONED = [entry.name for entry in CATALOGUE if not entry.dimensions]
+
+
+def _read(source: Connection, granularity: Granularity, spans: Any, org: str | None) -> PerFamily:
+    """Both families' rows: the breakdowns from the source, the organization rows added up
+    from them (one source read instead of two)."""
+    breakdown = list(sourcesql.compute_rows(source, granularity, spans, org, breakdown=True))
+    organization = without_dims(breakdown)
+    if _UNDIMENSIONED:
+        rows = sourcesql.compute_rows(source, granularity, spans, org, _UNDIMENSIONED)
+        organization.extend(rows)
+    by_family = {False: organization, True: breakdown}
+    return [by_family[family.hourly.is_breakdown] for family in FAMILIES]
+
 
 def _read_hours(source: Connection, day: date, org: str | None) -> PerFamily:
-    span = (day_start(day), day_start(day + DAY))
-    return [
-        list(
-            sourcesql.compute_rows(
-                source, Granularity.HOUR, [span], org, breakdown=family.hourly.is_breakdown
-            )
-        )
-        for family in FAMILIES
-    ]
+    return _read(source, Granularity.HOUR, [(day_start(day), day_start(day + DAY))], org)
 
 
 def _read_months(source: Connection, ranges: list[tuple[date, date]], org: str | None) -> PerFamily:
-    spans = as_time_ranges(ranges)
-    return [
-        list(
-            sourcesql.compute_rows(
-                source, Granularity.MONTH, spans, org, breakdown=family.monthly.is_breakdown
-            )
-        )
-        for family in FAMILIES
-    ]
+    return _read(source, Granularity.MONTH, as_time_ranges(ranges), org)
 
 
 def _prefetched(

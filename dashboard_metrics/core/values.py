@@ -113,6 +113,27 @@ def as_rollup(rows: Iterable[RawRow]) -> Rollup:
     return rollup
 
 
+def without_dims(rows: Iterable[RawRow]) -> list[RawRow]:
+    """Breakdown rows added up per (organization, period, metric): the organization rows."""
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    found = sums.get
+    for row in rows:
+        key = row[:3]
+        buckets = row[5]
+        acc = found(key)
+        if acc is None:
+            sums[key] = [row[3], row[4], None if buckets is None else list(buckets)]
+            continue
+        acc[0] += row[3]
+        acc[1] += row[4]
+        if buckets is not None:
+            acc[2] = list(map(add, acc[2], buckets))
+    return [
+        (*key, value, count, None if b is None else tuple(b))
+        for key, (value, count, b) in sums.items()
+    ]
+
+
 class RowSums:
     """Raw rows added up per (organization, metric, dimension values): a day or a month of
     hours. Mutable lists rather than Agg sums, because backfill adds up millions of rows."""
