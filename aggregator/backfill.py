@@ -21,7 +21,7 @@ from dashboard_metrics.aggregator.engine import Aggregator, source_snapshot
 from dashboard_metrics.aggregator.progress import Progress
 from dashboard_metrics.aggregator.recompute import as_time_ranges, day_ranges
 from dashboard_metrics.core import sourcesql, state
-from dashboard_metrics.core.catalogue import CATALOGUE
+from dashboard_metrics.core.catalogue import BUILTIN
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import FAMILIES, Family, Granularity, Tier
 from dashboard_metrics.core.timeutil import DAY, day_start, days_between, month_of, next_month
@@ -62,7 +62,7 @@ PerFamily = list[list[RawRow]]  # rows of each family, in FAMILIES order
 
 # Metrics whose organization rows are the sums of their breakdown rows (the breakdown queries
 # read the same events, outer-joined to their dimensions); the others need their own query.
-_UNDIMENSIONED = [entry.name for entry in CATALOGUE if not entry.dimensions]
+_UNDIMENSIONED = [entry.name for entry in BUILTIN if not entry.dimensions]
 
 
 def _read(source: Connection, granularity: Granularity, spans: Any, org: str | None) -> PerFamily:

@@ -209,8 +209,9 @@ def _sums(
     return rollup
 
 
-# The most bucket slots a stored row has (the +Inf slot included).
-_MAX_SLOTS = max(entry.bucket_slots for entry in METRICS.values())
+def _max_slots() -> int:
+    """The most bucket slots a stored row has (the +Inf slot included), pushed metrics too."""
+    return max(entry.bucket_slots for entry in METRICS.values())
 
 
 def _sums_postgresql(conn: Connection, upper: Tier, keys: list[Any], scope: list[Any]) -> Rollup:
@@ -229,7 +230,7 @@ def _sums_postgresql(conn: Connection, upper: Tier, keys: list[Any], scope: list
         .subquery()
     )
     group = [rows.c[f"k{i}"] for i in range(len(keys))]
-    slot_sums = [func.sum(rows.c.slots[i + 1]) for i in range(_MAX_SLOTS)]
+    slot_sums = [func.sum(rows.c.slots[i + 1]) for i in range(_max_slots())]
     length = func.max(func.cardinality(rows.c.slots))  # NULL: no bucket array (a counter)
     query = select(
         *group,

@@ -54,6 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     # included, whether or not it serves them), before it touches anything. `serve` and `up`
     # then check the bind rule first thing (exporter/serve.py's check_bind).
     settings = settings_from(args)
+    from dashboard_metrics.core import pushed_metrics
+
+    pushed_metrics.install(settings.metrics_file)  # its metrics join the catalogue
     logs.setup(settings.log_level)
     logs.redact(settings.secrets())
     if args.command == "config":

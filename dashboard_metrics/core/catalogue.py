@@ -7,6 +7,7 @@ all derived from these entries; adding a metric is adding one entry here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,6 +28,7 @@ class OrgVia(StrEnum):
     )
     API_DEPLOYMENT = "workflow_execution.pipeline_id = api_deployment.id -> its organization"
     ETL_PIPELINE = "workflow_execution.pipeline_id = pipeline.id (ETL) -> its organization"
+    PUSHED = "pushed_events.organization_id (the organization the event was pushed to)"
 
 
 class Dimension(StrEnum):
@@ -66,6 +68,10 @@ DIMENSION_PATHS: dict[tuple[str, Dimension], str] = {
 # file execution (page_usage.run_id = workflow_file_execution.id as text; 0 when none).
 FILE_PAGES = "<page_usage pages of this file execution>"
 
+# Pushed metrics (declared in DASHBOARD_METRICS_METRICS_FILE, core/pushed_metrics.py) come from
+# the accepted events we keep in the rollup database, not from a source table.
+PUSHED_TABLE = "pushed_events"
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -90,6 +96,11 @@ class Metric:
     grafana_unit: str = "short"
     # The breakdowns this metric is kept by (DIMENSION_PATHS says how each resolves).
     dimensions: tuple[Dimension, ...] = ()
+
+    @property
+    def pushed(self) -> bool:
+        """Pushed to the events endpoint rather than computed from a source table."""
+        return self.table == PUSHED_TABLE
 
     @property
     def is_histogram(self) -> bool:
@@ -121,7 +132,7 @@ TOKEN_BUCKETS = (
     128000.0,
 )
 
-CATALOGUE: tuple[Metric, ...] = (
+BUILTIN: tuple[Metric, ...] = (
     Metric(
         name="documents_processed",
         type=MetricType.COUNTER,
@@ -251,8 +262,26 @@ CATALOGUE: tuple[Metric, ...] = (
     ),
 )
 
+# Every metric: the built-in ones, then the pushed ones of the metrics file. These three are
+# updated in place by `install_pushed` (at start-up, before anything reads them), so every module
+# that imported them sees the file's metrics.
+CATALOGUE: list[Metric] = list(BUILTIN)
 METRICS: dict[str, Metric] = {metric.name: metric for metric in CATALOGUE}
-METRIC_NAMES: tuple[str, ...] = tuple(sorted(METRICS))
+METRIC_NAMES: list[str] = sorted(METRICS)
+
+
+def install_pushed(pushed: Sequence[Metric]) -> None:
+    """Make ``pushed`` (validated by core/pushed_metrics.py) the catalogue's pushed metrics,
+    replacing any installed before."""
+    CATALOGUE[:] = [*BUILTIN, *pushed]
+    METRICS.clear()
+    METRICS.update((entry.name, entry) for entry in CATALOGUE)
+    METRIC_NAMES[:] = sorted(METRICS)
+
+
+def pushed_metrics() -> tuple[Metric, ...]:
+    """The installed metrics of the metrics file."""
+    return tuple(entry for entry in CATALOGUE if entry.pushed)
 
 
 def metric(name: str) -> Metric:
@@ -262,7 +291,7 @@ def metric(name: str) -> Metric:
 def metric_groups() -> dict[tuple[str, OrgVia], list[Metric]]:
     """Metrics that share a source table and organization path: one query computes them all."""
     groups: dict[tuple[str, OrgVia], list[Metric]] = {}
-    for entry in CATALOGUE:
+    for entry in BUILTIN:
         groups.setdefault((entry.table, entry.org_via), []).append(entry)
     return groups
 
@@ -274,4 +303,4 @@ def carrying(dimension: Dimension) -> tuple[Metric, ...]:
 
 def change_columns() -> dict[str, str]:
     """Source table -> the column that reveals changed rows."""
-    return {entry.table: entry.change_column for entry in CATALOGUE}
+    return {entry.table: entry.change_column for entry in BUILTIN}

@@ -118,6 +118,24 @@ source_attribution = Table(
 )
 
 
+# Accepted pushed events (migration 0006), one per (organization, id): the tick folds them into
+# every tier. Not declared here: the commit-order column, ``commit_xid`` (xid8, PostgreSQL) or
+# ``seq`` (AUTOINCREMENT, SQLite); aggregator/events.py reads it.
+pushed_events = Table(
+    "pushed_events",
+    rollup_metadata,
+    Column("organization_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("metric_name", String(64), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("event_time", UTCDateTime, nullable=False),
+    *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("organization_id", "event_id", name="pushed_events_pkey"),
+    Index("ix_pushed_events_event_time", "event_time"),
+)
+
+
 class Granularity(StrEnum):
     HOUR = "hour"
     DAY = "day"

@@ -158,7 +158,7 @@ def _forward_auth_url(value: SecretUrl) -> SecretUrl:
     return value
 
 
-def parse_api_keys(spec: str) -> list[tuple[str, frozenset[str]]]:
+def parse_api_keys(spec: str, setting: str = "api_keys") -> list[tuple[str, frozenset[str]]]:
     """``"key1=org_a,org_b;key2=*"`` as (key, organizations) pairs. An error names the entry by
     position only: the message must not reveal the key."""
     grants = []
@@ -169,10 +169,15 @@ def parse_api_keys(spec: str) -> list[tuple[str, frozenset[str]]]:
         names = frozenset(o.strip() for o in orgs.split(",") if o.strip())
         if not sep or not key.strip() or not names:
             raise ConfigError(
-                f"{env_name('api_keys')}: entry {index + 1} is not KEY=org[,org...] or KEY=*"
+                f"{env_name(setting)}: entry {index + 1} is not KEY=org[,org...] or KEY=*"
             )
         grants.append((key.strip(), names))
     return grants
+
+
+def parse_ingest_keys(spec: str) -> list[tuple[str, frozenset[str]]]:
+    """The keys that may push events (DASHBOARD_METRICS_INGEST_KEYS), as the API keys."""
+    return parse_api_keys(spec, "ingest_keys")
 
 
 def parse_metrics_auth(raw: str) -> tuple[str, str] | None:
@@ -222,4 +227,5 @@ Dimensions = Annotated[str, AfterValidator(_dimensions)]
 RedisUrl = Annotated[SecretUrl, AfterValidator(_redis_url)]
 ForwardAuthUrl = Annotated[SecretUrl, AfterValidator(_forward_auth_url)]
 ApiKeys = Annotated[SecretStr, AfterValidator(_as_validator(parse_api_keys))]
+IngestKeys = Annotated[SecretStr, AfterValidator(_as_validator(parse_ingest_keys))]
 MetricsAuth = Annotated[SecretStr, AfterValidator(_as_validator(parse_metrics_auth))]

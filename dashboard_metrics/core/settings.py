@@ -49,6 +49,7 @@ from dashboard_metrics.core.setting_types import (
     Dimensions,
     Flag,
     ForwardAuthUrl,
+    IngestKeys,
     LogLevel,
     MetricsAuth,
     Namespace,
@@ -66,6 +67,7 @@ from dashboard_metrics.core.setting_types import (
     invalid,
     mask_url,
     parse_api_keys,
+    parse_ingest_keys,
     parse_metrics_auth,
     url_password,
 )
@@ -121,6 +123,11 @@ class Settings:
     forward_auth_url: ForwardAuthUrl = SecretUrl("")
     forward_auth_ttl_seconds: Annotated[Seconds, Field(ge=0)] = 30.0
     forward_auth_timeout_seconds: Annotated[Seconds, Field(gt=0)] = 5.0
+    # Pushed events: the YAML file declaring their metrics, the keys that may push them (as
+    # api_keys; a read key cannot write), and how long the accepted events are kept.
+    metrics_file: str = ""
+    ingest_keys: IngestKeys = SecretStr("")
+    events_retention_days: PositiveInt = 35
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -162,6 +169,7 @@ class Settings:
         """Every secret value, for the log scrubber: API keys, the /metrics credentials, URL
         passwords (as written and decoded)."""
         found = [key for key, _orgs in parse_api_keys(self.api_keys.get_secret_value())]
+        found += [key for key, _orgs in parse_ingest_keys(self.ingest_keys.get_secret_value())]
         auth = parse_metrics_auth(self.metrics_auth.get_secret_value())
         if auth is not None:
             found.append(auth[1])
@@ -177,8 +185,8 @@ class Settings:
         value = getattr(self, name)
         if isinstance(value, SecretUrl):
             return str(value)
-        if name == "api_keys":
-            grants = parse_api_keys(value.get_secret_value())
+        if name in ("api_keys", "ingest_keys"):
+            grants = parse_api_keys(value.get_secret_value(), name)
             return "; ".join(f"{MASK}={','.join(sorted(orgs))}" for _key, orgs in grants)
         if name == "metrics_auth":
             auth = parse_metrics_auth(value.get_secret_value())
@@ -195,7 +203,7 @@ class Settings:
 
 SECRET_URLS = ("database_url", "source_database_url", "redis_url", "forward_auth_url")
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
-_SECRET_FIELDS = {"api_keys", "metrics_auth", *SECRET_URLS}
+_SECRET_FIELDS = {"api_keys", "ingest_keys", "metrics_auth", *SECRET_URLS}
 
 
 _PLAIN = {
