@@ -72,3 +72,17 @@ def pg_h(pg_database: str, tmp_path: Path, clock: FakeClock) -> Iterator[Harness
     harness = Harness(Settings(data_dir=tmp_path, database_url=pg_database), clock)
     yield harness
     harness.dispose()
+
+
+EXAMPLE_METRICS_FILE = Path(__file__).resolve().parent.parent / "examples" / "hitl-metrics.yaml"
+
+
+@pytest.fixture
+def pushed_catalogue() -> Iterator[str]:
+    """The example metrics file's pushed metrics installed in the catalogue for one test (the
+    path returned); the built-in catalogue is restored afterwards."""
+    from dashboard_metrics.core import catalogue, pushed_metrics
+
+    pushed_metrics.install(str(EXAMPLE_METRICS_FILE))
+    yield str(EXAMPLE_METRICS_FILE)
+    catalogue.install_pushed(())
