@@ -236,7 +236,7 @@ class Backfill:
         report = backfill_report.tiers[tier.table.name]
         report.rows += len(new)
         if self.options.dry_run:
-            old = store.read(conn, tier, ranges, self.options.organization_id)
+            old = store.builtin_only(store.read(conn, tier, ranges, self.options.organization_id))
             report.written += changed_rows(old, new)
             return 0
         written = store.replace(conn, tier, ranges, new, stamp, self.options.organization_id)

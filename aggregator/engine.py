@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.engine import Connection, Engine
 
-from dashboard_metrics.aggregator import changes, totals
+from dashboard_metrics.aggregator import changes, events, totals
 from dashboard_metrics.aggregator.recompute import Plan, Written, execute
 from dashboard_metrics.core import runstats, state
 from dashboard_metrics.core.coverage import RETENTION, Coverage, Retention, coverage_at, parse_time
@@ -22,6 +22,8 @@ from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import HOUR, Clock, hours_between, utcnow
 
 log = logging.getLogger("dashboard_metrics.aggregator")
+
+EVENTS = "events"  # the pushed events' retention, beside the tiers' in TickResult.cleaned
 
 
 @contextmanager
@@ -223,7 +225,9 @@ class Aggregator:
             scanned = self._recompute(conn, stored, now, result)
             if housekeeping:
                 result.cleaned = self._housekeeping(conn, stored, now)
-            changed = bool(result.rows_written or sum(result.cleaned.values()))
+            # Deleting old events changes no rollup row.
+            cleaned = sum(n for name, n in result.cleaned.items() if name != EVENTS)
+            changed = bool(result.rows_written or cleaned)
             if changed:
                 totals.refresh_totals(conn, now)
             result.generation = state.generation_in(stored) + int(changed)
@@ -246,23 +250,32 @@ class Aggregator:
             watermark = min(filter(None, (changes.source_now(source), now)))
             overlap = timedelta(seconds=self.settings.change_overlap_seconds)
             scanned = changes.scan_changes(conn, source, stored, watermark, overlap)
-            work = plan_tick(self.settings, stored, scanned.dirty, now, result.reconciled)
+            event_hours, seen = events.new_event_hours(conn, stored)
+            dirty = scanned.dirty | event_hours
+            work = plan_tick(self.settings, stored, dirty, now, result.reconciled)
             written = (
                 execute(conn, source, work.plan, work.coverage, now) if work.plan else Written()
             )
         result.dirty_hours = len(work.dirty)
         result.plan = work.plan_counts
         result.written = written.as_dict()
-        return scanned.state
+        return {**scanned.state, **seen}
 
     # -- retention ------------------------------------------------------------------------
     def _housekeeping(
         self, conn: Connection, stored: dict[str, Any], now: datetime
     ) -> dict[str, int]:
-        return {
+        cleaned = {
             r.tier.name: self._cleanup(conn, r, r.days(self.settings), now)
             for r in cleanups_due(self.settings, stored, now)
         }
+        # The pushed events, daily with the hourly tier's cleanup.
+        if due(
+            stored, state.LAST_EVENTS_CLEANUP, last_occurrence(now, self.settings.hourly_cleanup_at)
+        ):
+            cutoff = now - timedelta(days=self.settings.events_retention_days)
+            cleaned[EVENTS] = events.cleanup(conn, stored, cutoff, now)
+        return cleaned
 
     def _cleanup(
         self, conn: Connection, retention: Retention, retention_days: int, now: datetime

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.aggregator import store
-from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core import eventsql, sourcesql
 from dashboard_metrics.core.coverage import Coverage
 from dashboard_metrics.core.schema import FAMILIES, Family, Granularity, Tier
 from dashboard_metrics.core.timeutil import (
@@ -120,10 +120,17 @@ def _from_source(
     tier: Tier,
     ranges: list[tuple[datetime, datetime]],
     stamp: datetime,
+    events_from: datetime,
     stored_ranges: list[tuple[Any, Any]] | None = None,
 ) -> set[Key]:
-    new = sourcesql.compute(source, tier.granularity, ranges, breakdown=tier.is_breakdown)
+    """Recompute ``tier``'s buckets in ``ranges``: the built-in metrics from the source, the
+    pushed ones from the events kept (the rollup database: ``conn``)."""
+    breakdown = tier.is_breakdown
+    new = sourcesql.compute(source, tier.granularity, ranges, breakdown=breakdown)
+    first = eventsql.first_whole_bucket(events_from, tier.granularity)
+    new.update(eventsql.compute(conn, tier.granularity, eventsql.clip(ranges, first), breakdown))
     old = store.read(conn, tier, stored_ranges or ranges)
+    old = {key: agg for key, agg in old.items() if not eventsql.kept_by_events(key, first)}
     return store.merge(conn, tier, old, new, stamp)
 
 
@@ -158,7 +165,8 @@ def execute_family(
     month_series: set[store.Series] | None = None if plan.rebuild else set()
 
     if plan.hours:
-        changed = _from_source(conn, source, hourly, merge_ranges(list(plan.hours), HOUR), stamp)
+        hours = merge_ranges(list(plan.hours), HOUR)
+        changed = _from_source(conn, source, hourly, hours, stamp, coverage.events_from)
         written.hourly += len(changed)
         for key in changed:
             day = as_datetime(key.period).date()
@@ -170,7 +178,9 @@ def execute_family(
     changed_days: set[Key] = set()
     if plan.days:
         ranges_d = day_ranges(plan.days)
-        changed_days |= _from_source(conn, source, daily, as_time_ranges(ranges_d), stamp, ranges_d)
+        changed_days |= _from_source(
+            conn, source, daily, as_time_ranges(ranges_d), stamp, coverage.events_from, ranges_d
+        )
     if days:
         changed_days |= _rebuild(conn, hourly, daily, days, day_series, day_ranges, stamp)
     written.daily += len(changed_days)
@@ -184,7 +194,15 @@ def execute_family(
     if from_source:
         ranges_m = month_ranges(from_source)
         written.monthly += len(
-            _from_source(conn, source, monthly, as_time_ranges(ranges_m), stamp, ranges_m)
+            _from_source(
+                conn,
+                source,
+                monthly,
+                as_time_ranges(ranges_m),
+                stamp,
+                coverage.events_from,
+                ranges_m,
+            )
         )
     if from_days:
         written.monthly += len(

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
-from dashboard_metrics.core.catalogue import METRICS
+from dashboard_metrics.core.catalogue import BUILTIN_NAMES, METRICS, MetricType
 from dashboard_metrics.core.schema import Granularity, Ranges, Tier, in_ranges
 from dashboard_metrics.core.timeutil import as_period
 from dashboard_metrics.core.upsert import BATCH_SIZE, upsert_rows
@@ -250,12 +250,21 @@ def _sums_postgresql(conn: Connection, upper: Tier, keys: list[Any], scope: list
     return rollup
 
 
+def _metric_type(name: str, agg: Agg) -> str:
+    """The catalogue's type; for a metric no longer declared (a pushed metric taken out of the
+    metrics file, whose rows days and months still sum), what its buckets say."""
+    entry = METRICS.get(name)
+    if entry is not None:
+        return entry.type.value
+    return MetricType.COUNTER.value if agg.buckets is None else MetricType.HISTOGRAM.value
+
+
 def _row(tier: Tier, key: Key, agg: Agg, stamp: datetime) -> dict[str, Any]:
     return {
         "organization_id": key.organization_id,
         tier.period_column: key.period,
         "metric_name": key.metric_name,
-        "metric_type": METRICS[key.metric_name].type.value,
+        "metric_type": _metric_type(key.metric_name, agg),
         "metric_value": agg.value,
         "metric_count": agg.count,
         "buckets": dump_buckets(agg.buckets),
@@ -304,6 +313,11 @@ def merge(conn: Connection, tier: Tier, old: Rollup, new: Rollup, stamp: datetim
     upsert(conn, tier, changed, stamp)
     delete_keys(conn, tier, gone)
     return changed.keys() | gone
+
+
+def builtin_only(rollup: Rollup) -> Rollup:
+    """The rows of the built-in metrics (what a backfill from the source rewrites)."""
+    return {key: agg for key, agg in rollup.items() if key.metric_name in BUILTIN_NAMES}
 
 
 def _stage_columns(tier: Tier) -> list[str]:
@@ -363,11 +377,13 @@ def replace(
     stamp: datetime,
     organization_id: str | None = None,
 ) -> int:
-    """Make the stored rows of ``tier`` within ``ranges`` (of one organization when given) equal
-    ``rows``: ``merge(read(...), rows)`` without reading the old rows into Python. On PostgreSQL
-    the rows are COPYed into a temporary table and merged there. Returns rows written."""
+    """Make the stored rows of the built-in metrics of ``tier`` within ``ranges`` (of one
+    organization when given) equal ``rows``: ``merge(read(...), rows)`` without reading the old
+    rows into Python. On PostgreSQL the rows are COPYed into a temporary table and merged there.
+    Returns rows written. The pushed metrics' rows are the ticks' alone (aggregator/events.py):
+    a backfill from the source leaves them as they are."""
     if conn.dialect.name != "postgresql":
-        old = read(conn, tier, ranges, organization_id)
+        old = builtin_only(read(conn, tier, ranges, organization_id))
         new = as_rollup(rows)
         return len(merge(conn, tier, old, new, stamp))
     preparer = conn.dialect.identifier_preparer
@@ -375,7 +391,7 @@ def replace(
     names = ", ".join(preparer.quote(c) for c in columns)
     target = preparer.format_table(tier.table)
     stage = f"dm_stage_{tier.table.name}"
-    scope = [in_ranges(tier.period, ranges)]
+    scope = [in_ranges(tier.period, ranges), tier.table.c.metric_name.in_(sorted(BUILTIN_NAMES))]
     if organization_id is not None:
         scope.append(tier.table.c.organization_id == organization_id)
     if not conn.execute(select(exists().where(*scope))).scalar():

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
@@ -20,7 +22,7 @@ from dashboard_metrics.core import migrate
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.db import rollup_engine, source_engine
-from dashboard_metrics.core.schema import BREAKDOWN_TIERS, TIERS
+from dashboard_metrics.core.schema import BREAKDOWN_TIERS, TIERS, pushed_events
 from dashboard_metrics.core.settings import Settings
 from tests import oracle
 
@@ -44,6 +46,8 @@ class Harness:
     rollup: Engine = field(init=False)
     source: Engine = field(init=False)
     aggregator: Aggregator = field(init=False)
+    # Accepted pushed events by (organization, id), as the oracle's events.
+    pushed: dict[tuple[str, str], oracle.DimEvent] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rollup = rollup_engine(self.settings)
@@ -85,6 +89,45 @@ class Harness:
             modified_at=now,
         )
         return Org(self, pk, string_id)
+
+    # -- pushed events ------------------------------------------------------------------------
+    def push(
+        self,
+        org: str,
+        event_id: str,
+        metric: str,
+        value: float = 1.0,
+        at: datetime | None = None,
+        conn: Any = None,
+        **labels: str,
+    ) -> bool:
+        """Store one event as the ingest endpoint does (first write of an id wins), on ``conn``
+        when given (its transaction commits when the caller's does). True when it was new."""
+        row = {
+            "organization_id": org,
+            "event_id": event_id,
+            "metric_name": metric,
+            "value": value,
+            "event_time": at or self.clock(),
+            "received_at": self.clock(),
+            **{dim: labels.get(dim, "") for dim in ("model", "workflow", "deployment")},
+        }
+        kind = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = (
+            kind(pushed_events)
+            .values(**row)
+            .on_conflict_do_nothing()
+            .returning(pushed_events.c.event_id)
+        )
+        if conn is None:
+            with self.rollup.begin() as own:
+                new = own.execute(statement).first() is not None
+        else:
+            new = conn.execute(statement).first() is not None
+        if new:
+            dims = (row["model"], row["workflow"], row["deployment"])
+            self.pushed[(org, event_id)] = (org, metric, row["event_time"], float(value), dims)
+        return new
 
     def backfill(self, **options: Any) -> Any:
         return Backfill(self.aggregator, BackfillOptions(**options)).run()
@@ -147,7 +190,7 @@ class Harness:
     ) -> None:
         """Every organization tier and every breakdown tier equal the oracle within retention,
         and each bucket's breakdown rows add up to its organization row."""
-        dim_events = oracle.dimension_events(self.source)
+        dim_events = oracle.dimension_events(self.source) + list(self.pushed.values())
         events = [event[:4] for event in dim_events]
         now = self.clock()
         # The invariant holds within retention: older hours and days may be gone (or not yet).

@@ -262,6 +262,8 @@ BUILTIN: tuple[Metric, ...] = (
     ),
 )
 
+BUILTIN_NAMES: frozenset[str] = frozenset(entry.name for entry in BUILTIN)
+
 # Every metric: the built-in ones, then the pushed ones of the metrics file. These three are
 # updated in place by `install_pushed` (at start-up, before anything reads them), so every module
 # that imported them sees the file's metrics.

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from dashboard_metrics.core import state
 from dashboard_metrics.core.schema import DAILY, HOURLY, Granularity, Tier
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.timeutil import day_start
+
+EVER = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class Coverage:
     hourly_from: datetime
     daily_from: date
     untrusted_hour_days: frozenset[date] = frozenset()
+    # The oldest pushed event kept (events retention): buckets from here on are computed from
+    # the events; older ones keep their pushed rows (core/eventsql.py).
+    events_from: datetime = EVER
 
     @classmethod
     def at(
@@ -32,6 +37,8 @@ class Coverage:
         untrusted: Iterable[date] = (),
         hourly_deleted_before: datetime | None = None,
         daily_deleted_before: date | None = None,
+        events_days: int | None = None,
+        events_deleted_before: datetime | None = None,
     ) -> Coverage:
         """Coverage at ``now``; a cleanup run with a shorter retention than configured deleted
         rows up to ``*_deleted_before``, so those buckets are no longer covered either."""
@@ -41,7 +48,12 @@ class Coverage:
             hourly_from = max(hourly_from, hourly_deleted_before)
         if daily_deleted_before is not None:
             daily_from = max(daily_from, daily_deleted_before)
-        return cls(hourly_from, daily_from, frozenset(untrusted))
+        events_from = EVER
+        if events_days is not None:
+            events_from = now - timedelta(days=events_days)
+        if events_deleted_before is not None:
+            events_from = max(events_from, events_deleted_before)
+        return cls(hourly_from, daily_from, frozenset(untrusted), events_from)
 
     def hour_retained(self, hour: datetime) -> bool:
         return hour >= self.hourly_from
@@ -74,6 +86,8 @@ def coverage_at(settings: Settings, stored: dict[str, Any], now: datetime) -> Co
         [date.fromisoformat(d) for d in stored.get(state.HOURLY_UNTRUSTED) or []],
         parse_time(hourly_floor),
         None if daily_floor is None else date.fromisoformat(daily_floor),
+        settings.events_retention_days,
+        parse_time(stored.get(state.EVENTS_DELETED_BEFORE)),
     )
 
 

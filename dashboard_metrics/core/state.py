@@ -26,6 +26,12 @@ TICK_FAILURES_TOTAL = "tick_failures_total"
 HOURLY_UNTRUSTED = "hourly_untrusted_days"
 HOURLY_DELETED_BEFORE = "hourly_deleted_before"
 DAILY_DELETED_BEFORE = "daily_deleted_before"
+# Pushed events: deleted before this time by their retention; the last tick's view of them
+# (PostgreSQL: its snapshot; SQLite: the last sequence number seen); when retention last ran.
+EVENTS_DELETED_BEFORE = "events_deleted_before"
+EVENTS_SNAPSHOT = "events_snapshot"
+EVENTS_SEQ = "events_seq"
+LAST_EVENTS_CLEANUP = "last_cleanup:events"
 
 
 # Event time ranges the next tick recomputes (request_recompute). A list of [start, end) ISO pairs.
