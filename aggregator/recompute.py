@@ -31,7 +31,7 @@ from dashboard_metrics.core.timeutil import (
     month_of,
     month_ranges,
 )
-from dashboard_metrics.core.values import Key, as_datetime
+from dashboard_metrics.core.values import Key, Rollup, as_datetime
 
 
 @dataclass
@@ -114,21 +114,42 @@ def _rebuild(
     return store.merge(conn, upper, old, new, stamp)
 
 
+@dataclass
+class EventRows:
+    """The pushed metrics' rows for one transaction's recomputes: both families from one read
+    of the events per bucket span (the two families recompute the same spans)."""
+
+    events_from: datetime  # the oldest event kept: older buckets keep their pushed rows
+    _read: dict[tuple[Granularity, tuple[Any, ...]], tuple[Rollup, Rollup]] = field(
+        default_factory=dict
+    )
+
+    def first(self, tier: Tier) -> datetime:
+        return eventsql.first_whole_bucket(self.events_from, tier.granularity)
+
+    def rows(self, conn: Connection, tier: Tier, ranges: list[tuple[datetime, datetime]]) -> Rollup:
+        clipped = eventsql.clip(ranges, self.first(tier))
+        span = (tier.granularity, tuple(clipped))
+        if span not in self._read:
+            self._read[span] = eventsql.compute_families(conn, tier.granularity, clipped)
+        organization, breakdown = self._read[span]
+        return breakdown if tier.is_breakdown else organization
+
+
 def _from_source(
     conn: Connection,
     source: Connection,
     tier: Tier,
     ranges: list[tuple[datetime, datetime]],
     stamp: datetime,
-    events_from: datetime,
+    events: EventRows,
     stored_ranges: list[tuple[Any, Any]] | None = None,
 ) -> set[Key]:
     """Recompute ``tier``'s buckets in ``ranges``: the built-in metrics from the source, the
-    pushed ones from the events kept (the rollup database: ``conn``)."""
-    breakdown = tier.is_breakdown
-    new = sourcesql.compute(source, tier.granularity, ranges, breakdown=breakdown)
-    first = eventsql.first_whole_bucket(events_from, tier.granularity)
-    new.update(eventsql.compute(conn, tier.granularity, eventsql.clip(ranges, first), breakdown))
+    pushed ones from the events kept (in the rollup database: ``conn``)."""
+    new = sourcesql.compute(source, tier.granularity, ranges, breakdown=tier.is_breakdown)
+    new.update(events.rows(conn, tier, ranges))
+    first = events.first(tier)
     old = store.read(conn, tier, stored_ranges or ranges)
     old = {key: agg for key, agg in old.items() if not eventsql.kept_by_events(key, first)}
     return store.merge(conn, tier, old, new, stamp)
@@ -140,8 +161,9 @@ def execute(
     """Apply ``plan`` to both families of rollup tiers, the organization rows and the
     breakdowns (``conn`` holds the write lock)."""
     written = Written()
+    events = EventRows(coverage.events_from)
     for family in FAMILIES:
-        written += execute_family(conn, source, plan, coverage, stamp, family)
+        written += execute_family(conn, source, plan, coverage, stamp, family, events)
     return written
 
 
@@ -152,11 +174,13 @@ def execute_family(
     coverage: Coverage,
     stamp: datetime,
     family: Family,
+    events: EventRows | None = None,
 ) -> Written:
     """Apply ``plan`` to one family's tiers. A family rebuilds the days and months above the
     rows it changed itself: a moved dimension changes breakdown rows and no organization row."""
     hourly, daily, monthly = family.tiers
     written = Written()
+    events = events or EventRows(coverage.events_from)
     # Days whose hours changed, rebuilt from them; months whose days changed. For a forced
     # rebuild, every organization.
     days = {d for d in plan.rebuild - plan.days if coverage.day_from_hours(d)}
@@ -166,7 +190,7 @@ def execute_family(
 
     if plan.hours:
         hours = merge_ranges(list(plan.hours), HOUR)
-        changed = _from_source(conn, source, hourly, hours, stamp, coverage.events_from)
+        changed = _from_source(conn, source, hourly, hours, stamp, events)
         written.hourly += len(changed)
         for key in changed:
             day = as_datetime(key.period).date()
@@ -179,7 +203,7 @@ def execute_family(
     if plan.days:
         ranges_d = day_ranges(plan.days)
         changed_days |= _from_source(
-            conn, source, daily, as_time_ranges(ranges_d), stamp, coverage.events_from, ranges_d
+            conn, source, daily, as_time_ranges(ranges_d), stamp, events, ranges_d
         )
     if days:
         changed_days |= _rebuild(conn, hourly, daily, days, day_series, day_ranges, stamp)
@@ -200,7 +224,7 @@ def execute_family(
                 monthly,
                 as_time_ranges(ranges_m),
                 stamp,
-                coverage.events_from,
+                events,
                 ranges_m,
             )
         )

@@ -7,19 +7,18 @@ or after the oldest event kept (`first_whole_bucket`). Older buckets keep the ro
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from operator import sub
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core.catalogue import BUILTIN_NAMES, METRICS, Metric, pushed_metrics
 from dashboard_metrics.core.schema import BREAKDOWN_DIMS, Granularity, in_ranges, pushed_events
 from dashboard_metrics.core.sourcesql import TimeRanges, bucket_expr, parse_bucket
 from dashboard_metrics.core.timeutil import DAY, HOUR, day_start, month_of, next_month
-from dashboard_metrics.core.values import Key, RawRow, Rollup, as_rollup
+from dashboard_metrics.core.values import Key, RawRow, Rollup, as_rollup, without_dims
 
 
 def first_whole_bucket(events_from: datetime, granularity: Granularity) -> datetime:
@@ -55,74 +54,74 @@ def kept_by_events(key: Key, first: datetime) -> bool:
     return entry is None or not entry.pushed or _period_start(key.period) < first
 
 
-def _query(
-    metrics: Sequence[Metric],
-    granularity: Granularity,
-    ranges: TimeRanges,
-    dialect: str,
-    dims: bool,
-) -> Any:
-    """One GROUP BY (organization, bucket, metric[, dimensions]) over ``metrics`` sharing one
-    bucket layout (every counter, or one histogram)."""
+def _query(granularity: Granularity, ranges: TimeRanges, dialect: str) -> Any:
+    """One GROUP BY (organization, bucket, metric, dimensions) over every pushed metric: the
+    value, the count, then each histogram's cumulative "value <= bound" counts (its own
+    columns, zero in other metrics' rows)."""
     events = pushed_events.c
     keys: list[ColumnElement[Any]] = [
         events.organization_id,
         bucket_expr(events.event_time, granularity, dialect).label("bucket"),
         events.metric_name,
-        *((events[d] for d in BREAKDOWN_DIMS) if dims else ()),
+        *(events[d] for d in BREAKDOWN_DIMS),
     ]
-    bounds = metrics[0].buckets
-    columns = [
-        *keys,
-        func.sum(events.value),
-        func.count(),
-        *(func.sum(case((events.value <= literal(b), 1), else_=0)) for b in bounds),
+    bounds = [
+        func.sum(case((and_(events.metric_name == m.name, events.value <= literal(b)), 1), else_=0))
+        for m in _histograms()
+        for b in m.buckets
     ]
-    names = [entry.name for entry in metrics]
+    names = [entry.name for entry in pushed_metrics()]
     return (
-        select(*columns)
+        select(*keys, func.sum(events.value), func.count(), *bounds)
         .where(in_ranges(events.event_time, ranges), events.metric_name.in_(names))
         .group_by(*keys)
     )
 
 
-def _layouts(breakdown: bool) -> Iterator[list[Metric]]:
-    """The metrics one query computes: every counter together, each histogram apart."""
-    selected = [m for m in pushed_metrics() if m.dimensions or not breakdown]
-    counters = [m for m in selected if not m.is_histogram]
-    if counters:
-        yield counters
-    for entry in selected:
-        if entry.is_histogram:
-            yield [entry]
+def _histograms() -> list[Metric]:
+    return [entry for entry in pushed_metrics() if entry.is_histogram]
 
 
-def compute_rows(
-    conn: Connection, granularity: Granularity, ranges: TimeRanges, breakdown: bool = False
-) -> Iterator[RawRow]:
-    """The pushed metrics per organization and bucket (and, for the ``breakdown``, per label
-    values; only metrics with dimensions have breakdown rows), as sourcesql's raw rows."""
-    if not ranges:
-        return
-    dialect = conn.dialect.name
-    for metrics in _layouts(breakdown):
-        histogram = metrics[0].is_histogram
-        width = 3 + (len(BREAKDOWN_DIMS) if breakdown else 0)
-        periods: dict[Any, datetime | date] = {}
-        for row in conn.execute(_query(metrics, granularity, ranges, dialect, breakdown)):
-            raw = row[1]
-            period = periods.get(raw)
-            if period is None:
-                period = periods[raw] = parse_bucket(raw, granularity)
-            value, count = float(row[width]), int(row[width + 1])
-            buckets = None
-            if histogram:
-                cumulative = tuple(map(int, row[width + 2 :]))
-                buckets = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
-            yield (row[0], period, row[2], value, count, buckets, *row[3:width])
+def _bucket_columns() -> dict[str, tuple[int, int]]:
+    """Per histogram: where its cumulative counts start and end in a `_query` row."""
+    columns: dict[str, tuple[int, int]] = {}
+    at = 3 + len(BREAKDOWN_DIMS) + 2
+    for entry in _histograms():
+        columns[entry.name] = (at, at + len(entry.buckets))
+        at += len(entry.buckets)
+    return columns
 
 
-def compute(
-    conn: Connection, granularity: Granularity, ranges: TimeRanges, breakdown: bool = False
-) -> Rollup:
-    return as_rollup(compute_rows(conn, granularity, ranges, breakdown))
+def compute_rows(conn: Connection, granularity: Granularity, ranges: TimeRanges) -> list[RawRow]:
+    """The pushed metrics per organization, bucket and label values (the breakdown's raw rows,
+    '' for labels an event has not), for every pushed metric."""
+    if not ranges or not pushed_metrics():
+        return []
+    width = 3 + len(BREAKDOWN_DIMS)
+    histograms = _bucket_columns()
+    periods: dict[Any, datetime | date] = {}
+    rows: list[RawRow] = []
+    for row in conn.execute(_query(granularity, ranges, conn.dialect.name)):
+        raw = row[1]
+        period = periods.get(raw)
+        if period is None:
+            period = periods[raw] = parse_bucket(raw, granularity)
+        value, count = float(row[width]), int(row[width + 1])
+        buckets = None
+        span = histograms.get(row[2])
+        if span is not None:
+            cumulative = tuple(map(int, row[span[0] : span[1]]))
+            buckets = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
+        rows.append((row[0], period, row[2], value, count, buckets, *row[3:width]))
+    return rows
+
+
+def compute_families(
+    conn: Connection, granularity: Granularity, ranges: TimeRanges
+) -> tuple[Rollup, Rollup]:
+    """The pushed metrics' organization rows and breakdown rows (of the metrics with
+    dimensions) from one read of the events."""
+    rows = compute_rows(conn, granularity, ranges)
+    dimensioned = {entry.name for entry in pushed_metrics() if entry.dimensions}
+    breakdown = as_rollup(row for row in rows if row[2] in dimensioned)
+    return as_rollup(without_dims(rows)), breakdown
