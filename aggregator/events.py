@@ -1,10 +1,11 @@
 """The pushed events a tick has not seen yet, and their retention.
 
-A tick recomputes every hour holding an event committed since the last tick: the hour is then a
-fresh sum of all its events (core/eventsql.py), so an event seen twice is still counted once.
-What matters is never to miss one, and ingest transactions commit in any order:
+A tick recomputes every hour that got partials (core/eventstore.py: an ingest transaction's sums
+per hour, metric and labels) since the last tick: the hour is then a fresh sum of all its
+partials (core/eventsql.py), so a partial seen twice is still counted once. What matters is never
+to miss one, and ingest transactions commit in any order:
 
-- PostgreSQL: each event carries its inserting transaction's id (``commit_xid``). A tick stores
+- PostgreSQL: each partial carries its inserting transaction's id (``commit_xid``). A tick stores
   its snapshot; the next one takes the events visible in its own snapshot and not in the stored
   one. A transaction that began early and committed late was in progress in the stored snapshot,
   so it is found however old its id.
@@ -22,15 +23,15 @@ from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection
 
 from dashboard_metrics.core import state
-from dashboard_metrics.core.schema import Granularity, pushed_events
-from dashboard_metrics.core.sourcesql import bucket_expr, parse_bucket
+from dashboard_metrics.core.schema import Granularity, pushed_event_partials, pushed_events
+from dashboard_metrics.core.sourcesql import parse_bucket
 from dashboard_metrics.core.timeutil import as_utc
 
 log = logging.getLogger("dashboard_metrics.aggregator")
 
 _EVENT_HOURS_PG = """
-SELECT DISTINCT date_trunc('hour', timezone('UTC', event_time))
-FROM pushed_events
+SELECT DISTINCT hour
+FROM pushed_event_partials
 WHERE pg_visible_in_snapshot(commit_xid, CAST(:now AS pg_snapshot))
   {since}
 """
@@ -61,13 +62,12 @@ def _postgresql(conn: Connection, last: str | None) -> tuple[set[datetime], dict
 
 def _sqlite(conn: Connection, last: int | None) -> tuple[set[datetime], dict[str, Any]]:
     seen = int(last or 0)
-    newest = conn.exec_driver_sql("SELECT max(seq) FROM pushed_events").scalar()
+    newest = conn.exec_driver_sql("SELECT max(seq) FROM pushed_event_partials").scalar()
     if newest is None or int(newest) <= seen:
         return set(), {}
-    hour = bucket_expr(pushed_events.c.event_time, Granularity.HOUR, "sqlite")
     query = (
-        pushed_events.select()
-        .with_only_columns(hour)
+        pushed_event_partials.select()
+        .with_only_columns(pushed_event_partials.c.hour)
         .where(
             text("seq > :seen").bindparams(seen=seen),
             text("seq <= :newest").bindparams(newest=int(newest)),

@@ -11,18 +11,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from dashboard_metrics.aggregator.backfill import Backfill, BackfillOptions
 from dashboard_metrics.aggregator.engine import Aggregator
 from dashboard_metrics.aggregator.testdata import create_source_tables
-from dashboard_metrics.core import migrate
+from dashboard_metrics.core import eventstore, migrate
 from dashboard_metrics.core import source_tables as st
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.db import rollup_engine, source_engine
-from dashboard_metrics.core.schema import BREAKDOWN_TIERS, TIERS, pushed_events
+from dashboard_metrics.core.schema import BREAKDOWN_TIERS, TIERS
 from dashboard_metrics.core.settings import Settings
 from tests import oracle
 
@@ -103,30 +101,16 @@ class Harness:
     ) -> bool:
         """Store one event as the ingest endpoint does (first write of an id wins), on ``conn``
         when given (its transaction commits when the caller's does). True when it was new."""
-        row = {
-            "organization_id": org,
-            "event_id": event_id,
-            "metric_name": metric,
-            "value": value,
-            "event_time": at or self.clock(),
-            "received_at": self.clock(),
-            **{dim: labels.get(dim, "") for dim in ("model", "workflow", "deployment")},
-        }
-        kind = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        statement = (
-            kind(pushed_events)
-            .values(**row)
-            .on_conflict_do_nothing()
-            .returning(pushed_events.c.event_id)
-        )
+        at = at or self.clock()
+        dims = tuple(labels.get(dim, "") for dim in ("model", "workflow", "deployment"))
+        event = (event_id, metric, float(value), at, *dims)
         if conn is None:
             with self.rollup.begin() as own:
-                new = own.execute(statement).first() is not None
+                new = eventstore.store(own, org, [event], self.clock()) == 1
         else:
-            new = conn.execute(statement).first() is not None
+            new = eventstore.store(conn, org, [event], self.clock()) == 1
         if new:
-            dims = (row["model"], row["workflow"], row["deployment"])
-            self.pushed[(org, event_id)] = (org, metric, row["event_time"], float(value), dims)
+            self.pushed[(org, event_id)] = (org, metric, at, float(value), dims)
         return new
 
     def backfill(self, **options: Any) -> Any:

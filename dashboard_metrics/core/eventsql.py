@@ -1,5 +1,6 @@
-"""Set-based SQL over the pushed events (`pushed_events`, in the rollup database): the pushed
-metrics' rows of any tier, computed like core/sourcesql.py computes the built-in ones.
+"""The pushed metrics' rows of any tier, from the partial sums the ingest stored beside the
+events (`pushed_event_partials`, in the rollup database; core/eventstore.py): a bucket's row is
+the sum of its partials, as core/sourcesql.py's rows are sums of source rows.
 
 Events are kept `events_retention_days`; a bucket is computed from them only when it starts at
 or after the oldest event kept (`first_whole_bucket`). Older buckets keep the rows they have.
@@ -8,17 +9,29 @@ or after the oldest event kept (`first_whole_bucket`). Older buckets keep the ro
 from __future__ import annotations
 
 from datetime import date, datetime
-from operator import sub
+from operator import add
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from dashboard_metrics.core.catalogue import BUILTIN_NAMES, METRICS, Metric, pushed_metrics
-from dashboard_metrics.core.schema import BREAKDOWN_DIMS, Granularity, in_ranges, pushed_events
+from dashboard_metrics.core.catalogue import BUILTIN_NAMES, METRICS, pushed_metrics
+from dashboard_metrics.core.schema import (
+    BREAKDOWN_DIMS,
+    Granularity,
+    in_ranges,
+    pushed_event_partials,
+)
 from dashboard_metrics.core.sourcesql import TimeRanges, bucket_expr, parse_bucket
 from dashboard_metrics.core.timeutil import DAY, HOUR, day_start, month_of, next_month
-from dashboard_metrics.core.values import Key, RawRow, Rollup, as_rollup, without_dims
+from dashboard_metrics.core.values import (
+    Key,
+    RawRow,
+    Rollup,
+    as_rollup,
+    parse_buckets,
+    without_dims,
+)
 
 
 def first_whole_bucket(events_from: datetime, granularity: Granularity) -> datetime:
@@ -55,65 +68,47 @@ def kept_by_events(key: Key, first: datetime) -> bool:
 
 
 def _query(granularity: Granularity, ranges: TimeRanges, dialect: str) -> Any:
-    """One GROUP BY (organization, bucket, metric, dimensions) over every pushed metric: the
-    value, the count, then each histogram's cumulative "value <= bound" counts (its own
-    columns, zero in other metrics' rows)."""
-    events = pushed_events.c
-    keys: list[ColumnElement[Any]] = [
-        events.organization_id,
-        bucket_expr(events.event_time, granularity, dialect).label("bucket"),
-        events.metric_name,
-        *(events[d] for d in BREAKDOWN_DIMS),
-    ]
-    bounds = [
-        func.sum(case((and_(events.metric_name == m.name, events.value <= literal(b)), 1), else_=0))
-        for m in _histograms()
-        for b in m.buckets
-    ]
-    names = [entry.name for entry in pushed_metrics()]
-    return (
-        select(*keys, func.sum(events.value), func.count(), *bounds)
-        .where(in_ranges(events.event_time, ranges), events.metric_name.in_(names))
-        .group_by(*keys)
+    """The partials of every pushed metric within ``ranges``, with their bucket of
+    ``granularity``."""
+    partials = pushed_event_partials.c
+    return select(
+        partials.organization_id,
+        bucket_expr(partials.hour, granularity, dialect).label("bucket"),
+        partials.metric_name,
+        *(partials[d] for d in BREAKDOWN_DIMS),
+        partials.metric_value,
+        partials.metric_count,
+        partials.buckets,
+    ).where(
+        in_ranges(partials.hour, ranges),
+        partials.metric_name.in_([entry.name for entry in pushed_metrics()]),
     )
-
-
-def _histograms() -> list[Metric]:
-    return [entry for entry in pushed_metrics() if entry.is_histogram]
-
-
-def _bucket_columns() -> dict[str, tuple[int, int]]:
-    """Per histogram: where its cumulative counts start and end in a `_query` row."""
-    columns: dict[str, tuple[int, int]] = {}
-    at = 3 + len(BREAKDOWN_DIMS) + 2
-    for entry in _histograms():
-        columns[entry.name] = (at, at + len(entry.buckets))
-        at += len(entry.buckets)
-    return columns
 
 
 def compute_rows(conn: Connection, granularity: Granularity, ranges: TimeRanges) -> list[RawRow]:
     """The pushed metrics per organization, bucket and label values (the breakdown's raw rows,
-    '' for labels an event has not), for every pushed metric."""
+    '' for labels an event has not): the sums of their partials."""
     if not ranges or not pushed_metrics():
         return []
-    width = 3 + len(BREAKDOWN_DIMS)
-    histograms = _bucket_columns()
     periods: dict[Any, datetime | date] = {}
-    rows: list[RawRow] = []
-    for row in conn.execute(_query(granularity, ranges, conn.dialect.name)):
-        raw = row[1]
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for org, raw, name, model, workflow, deployment, value, count, buckets in conn.execute(
+        _query(granularity, ranges, conn.dialect.name)
+    ):
         period = periods.get(raw)
         if period is None:
             period = periods[raw] = parse_bucket(raw, granularity)
-        value, count = float(row[width]), int(row[width + 1])
-        buckets = None
-        span = histograms.get(row[2])
-        if span is not None:
-            cumulative = tuple(map(int, row[span[0] : span[1]]))
-            buckets = tuple(map(sub, (*cumulative, count), (0, *cumulative)))
-        rows.append((row[0], period, row[2], value, count, buckets, *row[3:width]))
-    return rows
+        key = (org, period, name, model, workflow, deployment)
+        acc = sums.get(key)
+        slots = parse_buckets(buckets)
+        if acc is None:
+            sums[key] = [float(value), int(count), slots]
+            continue
+        acc[0] += value
+        acc[1] += count
+        if slots is not None:
+            acc[2] = tuple(map(add, acc[2], slots))
+    return [(*key[:3], v, c, b, *key[3:]) for key, (v, c, b) in sums.items()]
 
 
 def compute_families(

@@ -118,8 +118,10 @@ source_attribution = Table(
 )
 
 
-# Accepted pushed events (migration 0006), one per (organization, id): the tick folds them into
-# every tier. Not declared here: the commit-order column, ``commit_xid`` (xid8, PostgreSQL) or
+# Accepted pushed events (migration 0006), one per (organization, id), kept for retention and
+# for the ids; and their sums per ingest transaction, organization, hour, metric and labels, the
+# partials the tick folds into every tier (core/eventstore.py writes both in one transaction).
+# Not declared here: the partials' commit-order column, ``commit_xid`` (xid8, PostgreSQL) or
 # ``seq`` (AUTOINCREMENT, SQLite); aggregator/events.py reads it.
 pushed_events = Table(
     "pushed_events",
@@ -133,6 +135,18 @@ pushed_events = Table(
     Column("received_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("organization_id", "event_id", name="pushed_events_pkey"),
     Index("ix_pushed_events_event_time", "event_time"),
+)
+pushed_event_partials = Table(
+    "pushed_event_partials",
+    rollup_metadata,
+    Column("organization_id", Text, nullable=False),
+    Column("hour", UTCDateTime, nullable=False),
+    Column("metric_name", String(64), nullable=False),
+    *(Column(dim, Text, nullable=False, server_default=NO_VALUE) for dim in BREAKDOWN_DIMS),
+    Column("metric_value", Float, nullable=False),
+    Column("metric_count", BigInteger, nullable=False),
+    Column("buckets", Text, nullable=True),
+    Index("ix_pushed_event_partials_hour", "hour"),
 )
 
 

@@ -1,10 +1,13 @@
 """Pushed events: the accepted events of POST /api/v1/unstract/{org_id}/events/, unique per
-(organization, id), kept for the tick to fold into the tiers.
+(organization, id), and their partial sums.
 
-The tick finds the events committed since it last looked by their commit order: on PostgreSQL
-the inserting transaction's id (``commit_xid``, compared against the last tick's snapshot, so an
-early transaction that commits late is still found); on SQLite, where writers take turns, an
-``AUTOINCREMENT`` sequence (never reused, even after retention empties the table).
+Each ingest transaction stores its new events and, beside them, their sums per (organization,
+hour, metric, label values): the partials. A tick folds the partials committed since it last
+looked into the hourly rows, so its work follows the partials (one per series and batch), not
+the events. It finds them by commit order: on PostgreSQL the inserting transaction's id
+(``commit_xid``, compared against the last tick's snapshot, so an early transaction that commits
+late is still found); on SQLite, where writers take turns, an ``AUTOINCREMENT`` sequence (never
+reused, even after retention empties the table).
 
 Revision ID: 0006
 Revises: 0005
@@ -23,42 +26,52 @@ depends_on = None
 _DIMS = ("model", "workflow", "deployment")
 
 
-def _columns() -> list[sa.Column[Any]]:
-    return [
+def _dims() -> list[sa.Column[Any]]:
+    return [sa.Column(dim, sa.Text(), nullable=False, server_default="") for dim in _DIMS]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "pushed_events",
         sa.Column("organization_id", sa.Text(), nullable=False),
         sa.Column("event_id", sa.Text(), nullable=False),
         sa.Column("metric_name", sa.String(64), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
-        *(sa.Column(dim, sa.Text(), nullable=False, server_default="") for dim in _DIMS),
+        *_dims(),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("organization_id", "event_id", name="pushed_events_pkey"),
+    )
+    op.create_index("ix_pushed_events_event_time", "pushed_events", ["event_time"])
+    partial: list[sa.Column[Any]] = [
+        sa.Column("organization_id", sa.Text(), nullable=False),
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("metric_name", sa.String(64), nullable=False),
+        *_dims(),
+        sa.Column("metric_value", sa.Float(), nullable=False),
+        sa.Column("metric_count", sa.BigInteger(), nullable=False),
+        sa.Column("buckets", sa.Text(), nullable=True),
     ]
-
-
-def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.create_table(
-            "pushed_events",
-            *_columns(),
-            sa.PrimaryKeyConstraint("organization_id", "event_id", name="pushed_events_pkey"),
-        )
+        op.create_table("pushed_event_partials", *partial)
         # xid8 (PostgreSQL 13+), written by its default only.
         op.execute(
-            "ALTER TABLE pushed_events"
+            "ALTER TABLE pushed_event_partials"
             " ADD COLUMN commit_xid xid8 NOT NULL DEFAULT pg_current_xact_id()"
         )
-        op.create_index("ix_pushed_events_commit_xid", "pushed_events", ["commit_xid"])
+        op.create_index(
+            "ix_pushed_event_partials_commit_xid", "pushed_event_partials", ["commit_xid"]
+        )
     else:
         op.create_table(
-            "pushed_events",
+            "pushed_event_partials",
             sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
-            *_columns(),
-            sa.UniqueConstraint("organization_id", "event_id", name="pushed_events_id_key"),
+            *partial,
             sqlite_autoincrement=True,
         )
-    # Recomputing an hour and retention read by time.
-    op.create_index("ix_pushed_events_event_time", "pushed_events", ["event_time"])
+    op.create_index("ix_pushed_event_partials_hour", "pushed_event_partials", ["hour"])
 
 
 def downgrade() -> None:
+    op.drop_table("pushed_event_partials")
     op.drop_table("pushed_events")
