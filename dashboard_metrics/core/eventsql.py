@@ -67,11 +67,13 @@ def kept_by_events(key: Key, first: datetime) -> bool:
     return entry is None or not entry.pushed or _period_start(key.period) < first
 
 
-def _query(granularity: Granularity, ranges: TimeRanges, dialect: str) -> Any:
-    """The partials of every pushed metric within ``ranges``, with their bucket of
-    ``granularity``."""
+def _query(
+    granularity: Granularity, ranges: TimeRanges, dialect: str, organization_id: str | None
+) -> Any:
+    """The partials of every pushed metric within ``ranges`` (of one organization when given),
+    with their bucket of ``granularity``."""
     partials = pushed_event_partials.c
-    return select(
+    query = select(
         partials.organization_id,
         bucket_expr(partials.hour, granularity, dialect).label("bucket"),
         partials.metric_name,
@@ -83,9 +85,17 @@ def _query(granularity: Granularity, ranges: TimeRanges, dialect: str) -> Any:
         in_ranges(partials.hour, ranges),
         partials.metric_name.in_([entry.name for entry in pushed_metrics()]),
     )
+    if organization_id is not None:
+        query = query.where(partials.organization_id == organization_id)
+    return query
 
 
-def compute_rows(conn: Connection, granularity: Granularity, ranges: TimeRanges) -> list[RawRow]:
+def compute_rows(
+    conn: Connection,
+    granularity: Granularity,
+    ranges: TimeRanges,
+    organization_id: str | None = None,
+) -> list[RawRow]:
     """The pushed metrics per organization, bucket and label values (the breakdown's raw rows,
     '' for labels an event has not): the sums of their partials."""
     if not ranges or not pushed_metrics():
@@ -93,7 +103,7 @@ def compute_rows(conn: Connection, granularity: Granularity, ranges: TimeRanges)
     periods: dict[Any, datetime | date] = {}
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for org, raw, name, model, workflow, deployment, value, count, buckets in conn.execute(
-        _query(granularity, ranges, conn.dialect.name)
+        _query(granularity, ranges, conn.dialect.name, organization_id)
     ):
         period = periods.get(raw)
         if period is None:
@@ -112,11 +122,14 @@ def compute_rows(conn: Connection, granularity: Granularity, ranges: TimeRanges)
 
 
 def compute_families(
-    conn: Connection, granularity: Granularity, ranges: TimeRanges
+    conn: Connection,
+    granularity: Granularity,
+    ranges: TimeRanges,
+    organization_id: str | None = None,
 ) -> tuple[Rollup, Rollup]:
     """The pushed metrics' organization rows and breakdown rows (of the metrics with
-    dimensions) from one read of the events."""
-    rows = compute_rows(conn, granularity, ranges)
+    dimensions) from one read of the partials."""
+    rows = compute_rows(conn, granularity, ranges, organization_id)
     dimensioned = {entry.name for entry in pushed_metrics() if entry.dimensions}
     breakdown = as_rollup(row for row in rows if row[2] in dimensioned)
     return as_rollup(without_dims(rows)), breakdown

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from dashboard_metrics.core.catalogue import METRICS, metric_groups
+from dashboard_metrics.core.catalogue import METRICS, metric_groups, pushed_metrics
 from dashboard_metrics.core.db import first_line
 from dashboard_metrics.exporter.api import caching, names, shape
 from dashboard_metrics.exporter.api.context import Api
@@ -41,12 +41,15 @@ def _compute(
     failed: list[str] = []
     error: Exception | None = None
     ranges = [(rng.first_hour, rng.end_hour)] if rng.first_hour < rng.end_hour else []
-    for metrics in metric_groups().values():
-        selected = [m.name for m in metrics if m.name in metric_names]
+    # One query per source group; the pushed metrics' from their partials in the rollup database.
+    groups = [(api.source, [m.name for m in metrics]) for metrics in metric_groups().values()]
+    groups.append((api.rollup, [m.name for m in pushed_metrics()]))
+    for engine, group in groups:
+        selected = [name for name in group if name in metric_names]
         if not selected or not ranges:
             continue
         try:
-            with api.source.connect() as conn:
+            with engine.connect() as conn:
                 computed = live_cells(conn, org, selected, ranges, "live", breakdown)
         except (OperationalError, DBAPIError) as exc:
             if getattr(exc, "connection_invalidated", False):

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, Table, func, select
 from sqlalchemy.engine import Connection
 
-from dashboard_metrics.core import sourcesql
+from dashboard_metrics.core import eventsql, sourcesql
 from dashboard_metrics.core.catalogue import METRICS
 from dashboard_metrics.core.schema import (
     BREAKDOWN_TIERS,
@@ -20,7 +20,7 @@ from dashboard_metrics.core.schema import (
     in_ranges,
 )
 from dashboard_metrics.core.timeutil import as_period, day_start
-from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, as_datetime
+from dashboard_metrics.core.values import DEFAULT_PROJECT, DEFAULT_TAG, Rollup, as_datetime
 from dashboard_metrics.exporter.api.dims import NO_BREAKDOWN, Breakdown
 from dashboard_metrics.exporter.api.params import MetricFilter
 from dashboard_metrics.exporter.api.plan import ReadPlan
@@ -152,6 +152,22 @@ def source_metrics(flt: MetricFilter) -> list[str]:
     return sorted(METRICS) if metric is None else [metric]
 
 
+def _live_rows(
+    conn: Connection,
+    org: str,
+    names: list[str],
+    ranges: list[tuple[datetime, datetime]],
+    breakdown: bool,
+) -> Rollup:
+    if all(METRICS[name].pushed for name in names):
+        families = eventsql.compute_families(conn, Granularity.HOUR, ranges, org)
+        rows = families[1] if breakdown else families[0]
+        return {key: agg for key, agg in rows.items() if key.metric_name in names}
+    return sourcesql.compute(
+        conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names, breakdown=breakdown
+    )
+
+
 def live_cells(
     conn: Connection,
     org: str,
@@ -160,12 +176,11 @@ def live_cells(
     tier: str,
     breakdown: Breakdown = NO_BREAKDOWN,
 ) -> list[Cell]:
-    """The hours of ``names`` computed from the source tables, labelled ``tier``."""
+    """The hours of ``names`` computed from the source tables (``conn``: the source), or, for
+    pushed metrics, from their partial sums (``conn``: the rollup database), labelled ``tier``."""
     if breakdown.active:
         return _live_breakdown(conn, org, names, ranges, tier, breakdown)
-    rows = sourcesql.compute(
-        conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names
-    )
+    rows = _live_rows(conn, org, names, ranges, breakdown=False)
     return [
         Cell(
             as_datetime(key.period),
@@ -190,9 +205,7 @@ def _live_breakdown(
     breakdown: Breakdown,
 ) -> list[Cell]:
     """The source's breakdown rows, filtered and summed over the dimensions not grouped by."""
-    rows = sourcesql.compute(
-        conn, Granularity.HOUR, ranges, organization_id=org, metric_names=names, breakdown=True
-    )
+    rows = _live_rows(conn, org, names, ranges, breakdown=True)
     sums: dict[tuple[Any, str, tuple[str, ...]], list[float]] = {}
     for key, agg in rows.items():
         values = key._asdict()
