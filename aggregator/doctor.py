@@ -1,5 +1,5 @@
 """`doctor`: connectivity, source schema, recommended source indexes, aggregator lag, and the
-row counts of the rollup tiers (organization rows and breakdowns)."""
+row counts of the rollup tiers (organization rows and breakdowns), the pushed events kept."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard_metrics.aggregator.source_reads import is_read
 from dashboard_metrics.core import migrate, state
+from dashboard_metrics.core.catalogue import pushed_metrics
 from dashboard_metrics.core.db import (
     DatabaseError,
     check_connect,
@@ -21,7 +22,7 @@ from dashboard_metrics.core.db import (
     rollup_engine,
     source_engine,
 )
-from dashboard_metrics.core.schema import BREAKDOWN, ORGANIZATION
+from dashboard_metrics.core.schema import BREAKDOWN, ORGANIZATION, pushed_events
 from dashboard_metrics.core.setting_types import mask_url
 from dashboard_metrics.core.settings import Settings
 from dashboard_metrics.core.source_tables import RECOMMENDED_INDEXES, SOURCE_TABLES
@@ -150,6 +151,30 @@ def check_rows(engine: Engine) -> list[Finding]:
     return findings
 
 
+def check_pushed(engine: Engine, settings: Settings) -> list[Finding]:
+    """The pushed metrics declared and the events kept; events of no declared metric (taken
+    out of the metrics file) are a warning: nothing folds them any more."""
+    declared = {entry.name for entry in pushed_metrics()}
+    with engine.connect() as conn:
+        by_metric: dict[str, int] = dict(
+            conn.execute(
+                select(pushed_events.c.metric_name, func.count()).group_by(
+                    pushed_events.c.metric_name
+                )
+            ).all()
+        )
+    detail = (
+        f"{len(declared)} declared ({settings.metrics_file or 'no metrics file'}), "
+        f"{sum(by_metric.values()):,} events kept ({settings.events_retention_days} days)"
+    )
+    findings = [Finding("ok", "pushed metrics", detail)]
+    undeclared = sorted(set(by_metric) - declared)
+    if undeclared:
+        names = ", ".join(undeclared)
+        findings.append(Finding("warn", "pushed metrics", f"events of undeclared metrics: {names}"))
+    return findings
+
+
 def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Finding]:
     missing = missing_files(settings)
     if missing:  # opening it would create an empty database (and reset a leftover -wal)
@@ -177,6 +202,7 @@ def gather(settings: Settings, now: Callable[[], datetime] = utcnow) -> list[Fin
             findings += lag
             if lag[0].check != "rollup schema":  # the tables exist as this version has them
                 findings += check_rows(rollup)
+                findings += check_pushed(rollup, settings)
     except SQLAlchemyError as exc:
         findings.append(Finding("fail", "database", first_line(exc)))
     finally:

@@ -135,3 +135,20 @@ def test_rows_of_a_metric_taken_out_of_the_file_stay(h: Harness, clock: FakeCloc
         assert h.tier_rows("monthly") == before
     finally:
         catalogue.install_pushed(installed)
+
+
+def test_doctor_counts_the_events_and_warns_of_undeclared_ones(h: Harness) -> None:
+    from dashboard_metrics.aggregator.doctor import check_pushed
+    from dashboard_metrics.core import catalogue
+
+    h.push("org_a", "a", "hitl_reviews")
+    h.push("org_a", "b", "hitl_completions")
+    (found,) = check_pushed(h.rollup, h.settings)
+    assert found.level == "ok" and "3 declared" in found.detail and "2 events kept" in found.detail
+    installed = catalogue.pushed_metrics()
+    catalogue.install_pushed([m for m in installed if m.name != "hitl_completions"])
+    try:
+        warning = check_pushed(h.rollup, h.settings)[1]
+    finally:
+        catalogue.install_pushed(installed)
+    assert warning.level == "warn" and "hitl_completions" in warning.detail
