@@ -87,6 +87,17 @@ SETTING_FLAGS: dict[str, SettingFlag] = {
     for f in (
         SettingFlag("log_level", "--log-level", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
         SettingFlag(
+            "metrics_file",
+            "--metrics-file",
+            "YAML file declaring the pushed metrics (validated at start; default: none)",
+        ),
+        SettingFlag(
+            "push_key",
+            "--key",
+            "`push`: the bearer key it sends, one of the service's ingest keys (prefer "
+            "DASHBOARD_METRICS_PUSH_KEY: a flag's value shows in `ps`)",
+        ),
+        SettingFlag(
             "data_dir",
             "--data-dir",
             "directory of the embedded SQLite file (default .dashboard-metrics)",
@@ -202,6 +213,12 @@ COMMANDS: dict[str, Command] = {
             "sparkline and the top cost days, from the rollups",
             (*ROLLUP, *SOURCE),
         ),
+        Command(
+            "push",
+            "send pushed events (JSON lines, one event a line) to a running service's events "
+            "endpoint, in batches; safe to re-run (event ids make it idempotent)",
+            ("push_key",),
+        ),
         Command("completion", "print a shell completion script (bash or zsh)", ()),
     )
 }
@@ -212,6 +229,7 @@ def _setting_groups(sub: argparse.ArgumentParser, command: Command) -> None:
         ("databases", (*ROLLUP, *SOURCE)),
         ("HTTP service", (*HTTP, "health_port")),
         ("aggregator", ("tick_seconds",)),
+        ("events endpoint", ("push_key",)),
     )
     for title, names in groups:
         wanted = [n for n in names if n in command.settings]
@@ -222,6 +240,7 @@ def _setting_groups(sub: argparse.ArgumentParser, command: Command) -> None:
             SETTING_FLAGS[name].add_to(group)
     general = sub.add_argument_group("general")
     SETTING_FLAGS["log_level"].add_to(general)
+    SETTING_FLAGS["metrics_file"].add_to(general)
 
 
 def _aggregate_flags(sub: argparse.ArgumentParser) -> None:
@@ -329,6 +348,55 @@ def _config_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", action="store_true", help="print the configuration as JSON")
 
 
+def batch_size(value: str) -> int:
+    number = positive(value)
+    if number > MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"at most {MAX_BATCH} (the endpoint's limit)")
+    return number
+
+
+MAX_BATCH = 10_000  # events a request may carry
+
+
+def _push_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "file",
+        metavar="FILE",
+        help="JSON lines, one event a line: {id, metric, value, timestamp, labels} and "
+        "optionally org_id; - reads stdin",
+    )
+    sub.add_argument("--org-id", metavar="ORG", help="organization of the lines without an org_id")
+    sub.add_argument(
+        "--url",
+        metavar="URL",
+        help="the service's base URL (default http://HOST:PORT from DASHBOARD_METRICS_HOST "
+        "and DASHBOARD_METRICS_PORT)",
+    )
+    sub.add_argument(
+        "--batch-size",
+        type=batch_size,
+        default=1000,
+        metavar="N",
+        help=f"events per request (default 1000, at most {MAX_BATCH}; a request also stays "
+        "under 5 MB)",
+    )
+    sub.add_argument(
+        "--retries",
+        type=non_negative,
+        default=5,
+        metavar="N",
+        help="retries of a batch after a connection error, a timeout, 429, 502, 503 or 504, "
+        "with exponential backoff (default 5)",
+    )
+    sub.add_argument(
+        "--timeout",
+        type=positive,
+        default=60,
+        metavar="SECONDS",
+        help="seconds to wait for each request's answer (default 60)",
+    )
+
+
 def _completion_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete for")
 
@@ -342,6 +410,7 @@ COMMAND_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "dashboards": _dashboards_flags,
     "report": _report_flags,
     "config": _config_flags,
+    "push": _push_flags,
     "completion": _completion_flags,
 }
 
