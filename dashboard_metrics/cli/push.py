@@ -175,7 +175,7 @@ def server_message(body: bytes) -> str:
     try:
         document = json.loads(body)
         message = document.get("message") or document["errors"][0]["detail"]
-        return str(message)
+        return str(message).rstrip(".")
     except (ValueError, AttributeError, KeyError, IndexError, TypeError):
         return body.decode("utf-8", "replace").strip()[:200] or "(empty answer)"
 
@@ -336,8 +336,9 @@ def run_push(
     except CommandError as exc:
         if not totals.sent:
             raise
+        print("\n".join(summary(totals, url)))  # what the batches before it did
         raise CommandError(
-            f"{exc}; the {totals.sent} events before it were sent (re-running the file is safe)"
+            f"{exc} (the {totals.sent} events before it were sent; re-running the file is safe)"
         ) from None
     finally:
         bar.close()
