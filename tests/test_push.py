@@ -267,6 +267,10 @@ def test_a_timeout_is_retried(ingest: Ingest) -> None:
     batch = Batch("org_a", parse_lines(['{"metric": "hitl_reviews"}'], "org_a"))
     assert sender.send(batch) == {"accepted": 1, "duplicates": 0, "rejected": []}
     assert delays == [0.5]
+    impatient = Sender(ingest.url, "k-write-all", retries=0, timeout=0.3, sleep=delays.append)
+    other = Batch("org_a", parse_lines(['{"metric": "hitl_completions"}'], "org_a"))
+    with pytest.raises(CommandError, match=r"no answer from .* within 0\.3 s \(--timeout\)"):
+        impatient.send(other)
 
 
 def test_429_is_retried_as_the_server_asks(ingest: Ingest) -> None:
@@ -400,6 +404,13 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         main(["push", str(path), "--batch-size", "10001"])
     assert exit_info.value.code == 2
     assert "--batch-size: at most 10000" in capsys.readouterr().err
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'{"metric": "hitl_reviews"}\n')
+    assert (
+        main(["push", str(bom), "--org-id", "o", "--url", "http://127.0.0.1:9", "--retries", "0"])
+        == 1
+    )
+    assert "cannot reach" in one_line(capsys)  # line 1 was read: the BOM is not JSON's
     empty = write_events(tmp_path / "empty.jsonl", ["", "  "])
     assert main(["push", str(empty)]) == 0
     assert "nothing to push" in output(capsys)[0]

@@ -103,7 +103,7 @@ def read_events(path: str, default_org: str | None) -> list[Line]:
     if path == "-":
         return _read(sys.stdin, "stdin", default_org)
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:  # a BOM is not part of line 1
             return _read(stream, path, default_org)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -226,6 +226,8 @@ class Sender:
             answer = self.post(url, body)
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", None) or exc
+            if isinstance(reason, TimeoutError):
+                return f"no answer from {url} within {self.timeout:g} s (--timeout)"
             return f"cannot reach {url}: {getattr(reason, 'strerror', None) or reason}"
         if not 200 <= answer.status < 300 and answer.status not in RETRY_STATUSES:
             raise CommandError(
