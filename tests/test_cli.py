@@ -102,6 +102,16 @@ def test_log_level_is_a_general_flag_not_a_database_one(tmp_path: Path) -> None:
     assert "--log-level" in general and "--log-level" not in databases
 
 
+def test_every_command_takes_the_general_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in COMMANDS:
+        if command == "completion":
+            continue
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        general = capsys.readouterr().out.split("\ngeneral:\n")[1]
+        assert "--log-level" in general and "--metrics-file" in general, command
+
+
 def test_commands_accept_only_the_flags_they_use(tmp_path: Path) -> None:
     for command in ("dashboards", "migrate"):
         result = cli(command, "--source-database-url", "sqlite:///x.db", cwd=tmp_path)

@@ -27,14 +27,18 @@ from tests.test_cli import cli, one_line_error
 API_KEY = "k3y-very-secret"
 TOKEN = "t0ken-very-secret"
 PASSWORD = "pa55-very-secret"
+INGEST_KEY = "1ngest-very-secret"
+PUSH_KEY = "pu5h-very-secret"
 SECRETS = {
     "DASHBOARD_METRICS_API_KEYS": f"{API_KEY}=org_a,org_b;other-key-1234=*",
     "DASHBOARD_METRICS_METRICS_AUTH": f"basic:prom:{TOKEN}",
     "DASHBOARD_METRICS_SOURCE_DATABASE_URL": f"postgresql+psycopg://reader:{PASSWORD}@db/unstract",
     "DASHBOARD_METRICS_REDIS_URL": f"redis://:{PASSWORD}@cache:6379/5",
     "DASHBOARD_METRICS_FORWARD_AUTH_URL": f"http://gate:{PASSWORD}@backend/{{org_id}}/profile/",
+    "DASHBOARD_METRICS_INGEST_KEYS": f"{INGEST_KEY}=org_a",
+    "DASHBOARD_METRICS_PUSH_KEY": PUSH_KEY,
 }
-HIDDEN = (API_KEY, "other-key-1234", TOKEN, PASSWORD)
+HIDDEN = (API_KEY, "other-key-1234", TOKEN, PASSWORD, INGEST_KEY, PUSH_KEY)
 
 
 def env(**values: str) -> dict[str, str]:
@@ -192,6 +196,7 @@ def test_errors_never_echo_a_secret() -> None:
         "DASHBOARD_METRICS_API_KEYS": f"{API_KEY}",  # no "=": invalid
         "DASHBOARD_METRICS_METRICS_AUTH": f"{TOKEN}",
         "DASHBOARD_METRICS_DATABASE_URL": f"mysql://u:{PASSWORD}@h/db",
+        "DASHBOARD_METRICS_INGEST_KEYS": f"{INGEST_KEY}",
     }
     for name, value in bad.items():
         with pytest.raises(ConfigError) as info:
@@ -212,7 +217,9 @@ def test_log_lines_never_carry_a_secret(capsys: pytest.CaptureFixture[str]) -> N
     log = logging.getLogger("dashboard_metrics.test")
     log.info("settings %r", settings)
     log.info(
-        "careless %s %s %s",
+        "careless %s %s %s %s %s",
+        settings.ingest_keys.get_secret_value(),
+        settings.push_key.get_secret_value(),
         settings.api_keys.get_secret_value(),
         settings.metrics_auth.get_secret_value(),
         settings.redis_url.get_secret_value(),
@@ -345,6 +352,8 @@ def test_config_prints_the_effective_configuration_masked(tmp_path: Path) -> Non
     assert lines["DASHBOARD_METRICS_HOST"].split()[1:] == ["127.0.0.1", "(default)"]
     assert "**********=org_a,org_b; **********=*" in lines["DASHBOARD_METRICS_API_KEYS"]
     assert "basic:prom:**********" in lines["DASHBOARD_METRICS_METRICS_AUTH"]
+    assert "**********=org_a" in lines["DASHBOARD_METRICS_INGEST_KEYS"]
+    assert lines["DASHBOARD_METRICS_PUSH_KEY"].split()[1:] == ["**********", "(environment)"]
     assert "postgresql+psycopg://reader:***@db/unstract" in out
     assert "API auth" in out and "2 API keys and forward auth" in out
     assert not (tmp_path / ".dashboard-metrics").exists()  # touches no database

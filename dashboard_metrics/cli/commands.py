@@ -240,6 +240,12 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return run_report(settings, args.org_id, args.days, as_json=args.json)
 
 
+def cmd_push(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboard_metrics.cli.push import run_push
+
+    return run_push(settings, args)
+
+
 RUN: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "up": cmd_up,
     "serve": cmd_serve,
@@ -251,4 +257,5 @@ RUN: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "dashboards": cmd_dashboards,
     "doctor": cmd_doctor,
     "report": cmd_report,
+    "push": cmd_push,
 }

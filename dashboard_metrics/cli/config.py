@@ -14,10 +14,12 @@ import sys
 from typing import Any
 
 from dashboard_metrics.cli.parser import SETTING_FLAGS
+from dashboard_metrics.core.catalogue import pushed_metrics
 from dashboard_metrics.core.setting_types import (
     env_name,
     mask_url,
     parse_api_keys,
+    parse_ingest_keys,
     parse_metrics_auth,
 )
 from dashboard_metrics.core.settings import SETTING_NAMES, Settings, bind_refusal, unknown_variables
@@ -55,7 +57,24 @@ def effective(settings: Settings) -> dict[str, str]:
         else "off",
         "API auth": " and ".join(api_auth) or "none (open API: loopback binds only)",
         "/metrics auth": metrics_auth[0].lower() if metrics_auth else "none",
+        "metrics file": metrics_file(settings),
+        "events endpoint": _count(
+            len(parse_ingest_keys(settings.ingest_keys.get_secret_value())), "ingest key"
+        ),
     }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def metrics_file(settings: Settings) -> str:
+    """What the metrics file declared (main installed it before this runs)."""
+    if not settings.metrics_file:
+        return "none (no pushed metrics)"
+    names = [entry.name for entry in pushed_metrics()]
+    listed = f": {', '.join(names)}" if names else ""
+    return f"{_count(len(names), 'pushed metric')}{listed} ({settings.metrics_file})"
 
 
 def _print_table(settings: Settings, where: dict[str, str]) -> None:

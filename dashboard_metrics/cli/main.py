@@ -42,6 +42,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise ConfigError(message) from None
 
 
+def install_metrics_file(settings: Settings, args: argparse.Namespace) -> None:
+    """Validate the metrics file and add its metrics to the catalogue; an error names the
+    flag when the flag gave the file."""
+    from dashboard_metrics.core import pushed_metrics
+    from dashboard_metrics.core.setting_types import ConfigError, env_name
+
+    try:
+        pushed_metrics.install(settings.metrics_file)
+    except ConfigError as exc:
+        if getattr(args, "metrics_file", None) is None:
+            raise
+        flag = SETTING_FLAGS["metrics_file"].flag
+        raise ConfigError(str(exc).replace(env_name("metrics_file"), flag, 1)) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "completion":
         from dashboard_metrics.cli.completion import script
@@ -54,9 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     # included, whether or not it serves them), before it touches anything. `serve` and `up`
     # then check the bind rule first thing (exporter/serve.py's check_bind).
     settings = settings_from(args)
-    from dashboard_metrics.core import pushed_metrics
-
-    pushed_metrics.install(settings.metrics_file)  # its metrics join the catalogue
+    install_metrics_file(settings, args)
     logs.setup(settings.log_level)
     logs.redact(settings.secrets())
     if args.command == "config":
@@ -99,7 +112,9 @@ def _explain(exc: Exception) -> tuple[int, str]:
 
     if isinstance(exc, ConfigError):
         return 2, str(exc)
-    if isinstance(exc, CommandError | DatabaseError):
+    if isinstance(exc, CommandError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, DatabaseError):
         return 1, str(exc)
     if isinstance(exc, SQLAlchemyError) or type(exc).__module__.startswith("psycopg"):
         return 1, f"database: {_one_line(exc)}"

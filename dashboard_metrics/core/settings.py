@@ -128,6 +128,8 @@ class Settings:
     metrics_file: str = ""
     ingest_keys: IngestKeys = SecretStr("")
     events_retention_days: PositiveInt = 35
+    # `push`: the bearer key it sends (one of the service's ingest keys)
+    push_key: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -170,6 +172,7 @@ class Settings:
         passwords (as written and decoded)."""
         found = [key for key, _orgs in parse_api_keys(self.api_keys.get_secret_value())]
         found += [key for key, _orgs in parse_ingest_keys(self.ingest_keys.get_secret_value())]
+        found.append(self.push_key.get_secret_value())
         auth = parse_metrics_auth(self.metrics_auth.get_secret_value())
         if auth is not None:
             found.append(auth[1])
@@ -203,7 +206,7 @@ class Settings:
 
 SECRET_URLS = ("database_url", "source_database_url", "redis_url", "forward_auth_url")
 SETTING_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
-_SECRET_FIELDS = {"api_keys", "ingest_keys", "metrics_auth", *SECRET_URLS}
+_SECRET_FIELDS = {"api_keys", "ingest_keys", "push_key", "metrics_auth", *SECRET_URLS}
 
 
 _PLAIN = {
