@@ -2,8 +2,8 @@
 the endpoint must take tens of thousands of events a second).
 
 An event that breaks a rule is rejected alone, by its index; the others are kept. Valid events
-are deduplicated by id within the batch (the first occurrence wins), and come out as columns,
-ready for one INSERT.
+are deduplicated by id within the batch (the first occurrence wins), and come out as rows ready
+for one INSERT.
 """
 
 from __future__ import annotations
@@ -38,20 +38,20 @@ class Rejected(Exception):
     """One event breaks a rule (the message says which)."""
 
 
+# One valid event: id, metric, value, time, then the labels model, workflow, deployment.
+Row = tuple[str, str, float, datetime, str, str, str]
+
+
 @dataclass
 class Batch:
-    """The valid, distinct events as columns (labels '' where absent), and the others."""
+    """The valid, distinct events (labels '' where absent), and the others."""
 
-    ids: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    times: list[datetime] = field(default_factory=list)
-    labels: tuple[list[str], ...] = field(default_factory=lambda: ([], [], []))
+    rows: list[Row] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0  # repeated ids within the batch
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.rows)
 
 
 @dataclass(frozen=True)
@@ -179,13 +179,7 @@ def _add(batch: Batch, event: Any, window: Window, seen: set[str]) -> None:
         batch.duplicates += 1
         return
     seen.add(event_id)
-    batch.ids.append(event_id)
-    batch.metrics.append(metric.name)
-    batch.values.append(value)
-    batch.times.append(when)
-    batch.labels[0].append(model)
-    batch.labels[1].append(workflow)
-    batch.labels[2].append(deployment)
+    batch.rows.append((event_id, metric.name, value, when, model, workflow, deployment))
 
 
 def validate(events: list[Any], window: Window) -> Batch:
