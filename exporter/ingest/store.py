@@ -7,7 +7,9 @@ Blocking: call it in a thread (`exporter.dbcall.run_db`). `commit_xid` (PostgreS
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -16,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from dashboard_metrics.core.db import rollup_engine
 from dashboard_metrics.core.schema import pushed_events
 from dashboard_metrics.core.settings import Settings
-from dashboard_metrics.exporter.ingest.events import Batch
+from dashboard_metrics.exporter.ingest.events import Batch, Window, validate
 
 # One statement per batch (the rollup schema is on the search path of rollup connections). The
 # events travel as one JSON array of rows: orjson writes it in well under a millisecond, where
@@ -66,3 +68,20 @@ def store(engine: Engine, org: str, batch: Batch, received_at: datetime) -> int:
             return _insert_pg(conn, org, batch, received_at)
     with engine.begin() as conn:
         return _insert_sqlite(conn, org, batch, received_at)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
+def ingest(
+    engine: Engine, settings: Settings, org: str, events: list[Any], now: datetime
+) -> Outcome:
+    """Validate ``events`` (pushed to ``org`` at ``now``) and store the valid ones: the
+    endpoint's whole work after parsing, callable on its own (benchmarks)."""
+    batch = validate(events, Window.at(now, settings))
+    inserted = store(engine, org, batch, now)
+    return Outcome(inserted, len(batch) - inserted + batch.duplicates, batch.rejected)

@@ -19,8 +19,8 @@ from dashboard_metrics.exporter.api.errors import ApiError, invalid
 from dashboard_metrics.exporter.api.params import check_name, check_query, check_text
 from dashboard_metrics.exporter.dbcall import run_db
 from dashboard_metrics.exporter.ingest.auth import INGEST_AUTH, IngestAuth
-from dashboard_metrics.exporter.ingest.events import MAX_EVENTS, Window, validate
-from dashboard_metrics.exporter.ingest.store import store
+from dashboard_metrics.exporter.ingest.events import MAX_EVENTS
+from dashboard_metrics.exporter.ingest.store import ingest as ingest_events
 from dashboard_metrics.exporter.keys import CLOCK, SETTINGS
 
 PATH = "/api/v1/unstract/{org_id}/events/"
@@ -82,10 +82,10 @@ async def ingest(request: web.Request, org: str) -> web.Response:
     events = parse_events(await read_body(request))
     app = request.app
     now = app[CLOCK]()
-    batch = validate(events, Window.at(now, app[SETTINGS]))
-    engine = app[INGEST_ENGINE]
-    inserted = await run_db(lambda: store(engine, org, batch, now))
-    return answer(inserted, len(batch) - inserted + batch.duplicates, batch.rejected)
+    engine, settings = app[INGEST_ENGINE], app[SETTINGS]
+    # Validation runs in the thread too: the event loop keeps answering other requests.
+    outcome = await run_db(lambda: ingest_events(engine, settings, org, events, now))
+    return answer(outcome.accepted, outcome.duplicates, outcome.rejected)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
