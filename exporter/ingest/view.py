@@ -79,12 +79,13 @@ def answer(accepted: int, duplicates: int, rejected: list[dict[str, Any]]) -> we
 
 async def ingest(request: web.Request, org: str) -> web.Response:
     """The endpoint's work once the request is authorized."""
-    events = parse_events(await read_body(request))
+    body = await read_body(request)
     app = request.app
     now = app[CLOCK]()
     engine, settings = app[INGEST_ENGINE], app[SETTINGS]
-    # Validation runs in the thread too: the event loop keeps answering other requests.
-    outcome = await run_db(lambda: ingest_events(engine, settings, org, events, now))
+    # Parsing and validation run in the thread too (up to 5 MB, 10,000 events): the event
+    # loop keeps answering other requests meanwhile.
+    outcome = await run_db(lambda: ingest_events(engine, settings, org, parse_events(body), now))
     return answer(outcome.accepted, outcome.duplicates, outcome.rejected)
 
 
