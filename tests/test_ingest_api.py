@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -201,6 +202,52 @@ async def test_concurrent_retries_store_each_event_once(h: Harness, pushed_catal
     with h.rollup.connect() as conn:
         found = conn.execute(text(f"SELECT count(DISTINCT {order}) FROM pushed_events")).scalar()
     assert found == 300 if h.dialect == "sqlite" else 1 <= (found or 0) <= 6
+
+
+def random_event(rng: random.Random) -> tuple[dict[str, Any], tuple[Any, ...] | None]:
+    """An event and the row it stores (None: it is rejected), decided here on its own."""
+    event_id = f"r{rng.randrange(150)}"
+    metric = rng.choice(["hitl_reviews", "hitl_completions", "hitl_review_seconds"])
+    value = rng.choice([0, 1, 2.5, 1e-7, 12345678.125])
+    when = NOW - timedelta(seconds=rng.randrange(0, 29 * 86400))
+    labels = rng.choice([{}, {"workflow": f"wf-{rng.randrange(3)}"}])
+    event = {"id": event_id, "metric": metric, "value": value, "timestamp": when.isoformat()}
+    if labels:
+        event["labels"] = labels
+    flaw = rng.randrange(8)
+    if flaw == 0:
+        event["value"] = -1 if metric != "hitl_review_seconds" else "x"
+    elif flaw == 1:
+        event["labels"] = {"model": "m"}
+    elif flaw == 2:
+        event["timestamp"] = (NOW + timedelta(hours=1)).isoformat()
+    else:
+        row = (metric, float(value), when, "", labels.get("workflow", ""), "", NOW)
+        return event, row
+    return event, None
+
+
+async def test_random_batches_against_a_model(h: Harness, pushed_catalogue: str) -> None:
+    rng = random.Random(15)
+    stored: dict[tuple[str, str], tuple[Any, ...]] = {}
+    async with client(h) as c:
+        for _round in range(6):
+            org = rng.choice(["org_a", "org_b"])
+            drawn = [random_event(rng) for _ in range(rng.randrange(1, 250))]
+            expected = {"accepted": 0, "duplicates": 0, "rejected": 0}
+            for event, row in drawn:
+                key = (org, event["id"])
+                outcome = (
+                    "rejected" if row is None else "duplicates" if key in stored else "accepted"
+                )
+                expected[outcome] += 1
+                if row is not None:
+                    stored.setdefault(key, row)
+            status, body = await push(c, [event for event, _row in drawn], org=org)
+            assert status == 200, body
+            body["rejected"] = len(body["rejected"])
+            assert body == expected
+    assert rows(h) == stored
 
 
 async def test_empty_batch(h: Harness, pushed_catalogue: str) -> None:
