@@ -17,6 +17,8 @@ from dashboard_metrics.exporter import health, index
 from dashboard_metrics.exporter.api import routes as api_routes
 from dashboard_metrics.exporter.api.errors import error_response
 from dashboard_metrics.exporter.dbcall import run_db
+from dashboard_metrics.exporter.ingest import view as ingest_view
+from dashboard_metrics.exporter.ingest.store import ingest_engine
 from dashboard_metrics.exporter.keys import CLOCK, ROLLUP, SETTINGS, SOURCE
 from dashboard_metrics.exporter.metrics import handler as metrics_handler
 from dashboard_metrics.exporter.metrics.timing import Handler, http_timing
@@ -70,7 +72,10 @@ def create_app(
     clock: Clock = utcnow,
     rollup: Engine | None = None,
     source: Engine | None = None,
+    ingest: Engine | None = None,
 ) -> web.Application:
+    """The service's app; engines given are the caller's to dispose (``ingest``: the engine
+    pushed events are written with, by default one of its own)."""
     app = web.Application(middlewares=[http_timing, errors_as_json])
     app[SETTINGS] = settings
     app[CLOCK] = clock
@@ -93,5 +98,6 @@ def create_app(
     health.setup(app)
     index.setup(app)
     api_routes.setup(app)
+    ingest_view.setup(app, settings, ingest or ingest_engine(settings), owned=ingest is None)
     metrics_handler.setup(app)
     return app

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 # The API's own constants, so the document cannot drift from what the handlers accept.
-from dashboard_metrics.core.catalogue import METRIC_NAMES
+from dashboard_metrics.core import catalogue
 from dashboard_metrics.exporter.api.activity import DEPLOYMENT_TYPES, MAX_LIMIT_PARAM
 from dashboard_metrics.exporter.api.breakdown_doc import (
     BREAKDOWN_400,
@@ -26,6 +26,8 @@ from dashboard_metrics.exporter.api.params import (
     TEXT_MAX,
 )
 from dashboard_metrics.exporter.api.rollup_views import ORDERINGS
+from dashboard_metrics.exporter.ingest import doc as ingest_doc
+from dashboard_metrics.exporter.ingest.view import PATH as EVENTS_PATH
 
 S = dict[str, Any]
 
@@ -84,7 +86,8 @@ TZ = q(
     "IANA time zone for day/week buckets and naive bounds (default UTC). Other than UTC it "
     "needs the hourly tier and whole-hour offsets, else 400.",
 )
-METRIC = q("metric_name", {"type": "string", "enum": list(METRIC_NAMES)}, "Only this metric.")
+# Its enum is filled in per document: the catalogue gains the pushed metrics at start-up.
+METRIC = q("metric_name", {"type": "string"}, "Only this metric.")
 PROJECT = q("project", TEXT, "Only this project.")
 TAG = q("tag", TEXT, "Only this tag.")
 SOURCE = q(
@@ -383,13 +386,20 @@ def parameter_names() -> dict[str, frozenset[str]]:
     }
 
 
+def _current(parameter: S) -> S:
+    """``parameter`` with the catalogue's metric names as they are now."""
+    if parameter is not METRIC:
+        return parameter
+    return {**METRIC, "schema": {**METRIC["schema"], "enum": list(catalogue.METRIC_NAMES)}}
+
+
 def document() -> S:
     paths: S = {}
     for suffix, op_id, schema, params in OPERATIONS:
         paths[f"/api/v1/unstract/{{org_id}}/metrics/{suffix}"] = {
             "get": {
                 "operationId": op_id,
-                "parameters": [ORG, *params],
+                "parameters": [ORG, *(_current(p) for p in params)],
                 "responses": _responses(
                     schema, unhealthy=schema == "Health", breakdown=GROUP_BY in params
                 ),
@@ -399,9 +409,9 @@ def document() -> S:
     return {
         "openapi": "3.1.0",
         "info": {"title": "dashboard-metrics JSON API", "version": "1", "description": RULES},
-        "paths": paths,
+        "paths": {**paths, EVENTS_PATH: {"post": ingest_doc.operation(ORG)}},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **ingest_doc.schemas()},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

@@ -115,9 +115,11 @@ def _sqlite_statement_timeout(engine: Engine, seconds: float) -> None:
         started[id(conn.connection.driver_connection)] = time.monotonic()
 
 
-def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
+def rollup_engine(
+    settings: Settings, *, writer: bool = True, pool_size: int = 5, max_overflow: int = 10
+) -> Engine:
     """The rollup database. Writers' transactions take SQLite's write lock when they begin;
-    readers (the HTTP service) never wait for a tick."""
+    readers (the HTTP service) never wait for a tick. The pool sizes apply to PostgreSQL."""
     url = normalize_url(settings.rollup_url)
     if url.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url, create=writer)
@@ -129,8 +131,8 @@ def rollup_engine(settings: Settings, *, writer: bool = True) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         connect_args={**PG_CONNECT_ARGS, **schema_path},
     )
 

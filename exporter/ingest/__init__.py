@@ -1,0 +1,1 @@
+"""Pushed events: POST /api/v1/unstract/{org_id}/events/ (auth, validation, storage, view)."""
