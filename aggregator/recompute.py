@@ -178,7 +178,7 @@ def execute_family(
 ) -> Written:
     """Apply ``plan`` to one family's tiers. A family rebuilds the days and months above the
     rows it changed itself: a moved dimension changes breakdown rows and no organization row."""
-    hourly, daily, monthly = family.tiers
+    hourly, daily, _monthly = family.tiers
     written = Written()
     events = events or EventRows(coverage.events_from)
     # Days whose hours changed, rebuilt from them; months whose days changed. For a forced
@@ -213,23 +213,36 @@ def execute_family(
         if month_series is not None:
             month_series.add(store.series_of(key))
 
+    written.monthly += _months(
+        conn, source, plan, coverage, stamp, family, events, months, month_series
+    )
+    return written
+
+
+def _months(
+    conn: Connection,
+    source: Connection,
+    plan: Plan,
+    coverage: Coverage,
+    stamp: datetime,
+    family: Family,
+    events: EventRows,
+    months: set[date],
+    series: set[store.Series] | None,
+) -> int:
+    """The family's months: from the source where the daily tier does not hold them whole,
+    else rebuilt from their days (of ``series`` only, when given). Returns rows written."""
     from_source = plan.months | {m for m in months if not coverage.month_from_days(m)}
     from_days = months - from_source
+    written = 0
     if from_source:
-        ranges_m = month_ranges(from_source)
-        written.monthly += len(
-            _from_source(
-                conn,
-                source,
-                monthly,
-                as_time_ranges(ranges_m),
-                stamp,
-                events,
-                ranges_m,
-            )
+        ranges = month_ranges(from_source)
+        time_ranges = as_time_ranges(ranges)
+        written += len(
+            _from_source(conn, source, family.monthly, time_ranges, stamp, events, ranges)
         )
     if from_days:
-        written.monthly += len(
-            _rebuild(conn, daily, monthly, from_days, month_series, month_ranges, stamp)
+        written += len(
+            _rebuild(conn, family.daily, family.monthly, from_days, series, month_ranges, stamp)
         )
     return written
