@@ -84,7 +84,11 @@ def test_the_overlay_joins_unstract_and_routes_the_dashboards_requests() -> None
     rule = labels["traefik.http.routers.dashboard-metrics.rule"]
     assert "Host(`frontend.unstract.localhost`)" in rule
     [pattern] = re.findall(r"PathRegexp\(`([^`]+)`\)", rule)
-    for path in ("/api/v1/unstract/org_abc123/metrics/overview/", "/api/v1/unstract/o/metrics/"):
+    for path in (
+        "/api/v1/unstract/org_abc123/metrics/overview/",
+        "/api/v1/unstract/o/metrics/",
+        "/api/v1/unstract/o/events/",
+    ):
         assert re.match(pattern, path), path
     for path in ("/api/v1/unstract/org_abc123/users/profile/", "/api/v1/unstract/metrics/x/"):
         assert not re.match(pattern, path), path
