@@ -399,3 +399,52 @@ def test_history_panels_of_the_pushed_metrics_return_rows(
             if not conn.execute(sql).fetchall():  # type: ignore[call-overload]
                 empty.append(f"{query.panel}: {sql}")
     assert not empty, "no rows for:\n" + "\n\n".join(empty)
+
+
+OTHER_FILE = """
+metrics:
+  - name: ocr_pages
+    type: counter
+    help: Pages sent to an external OCR service
+    dimensions: [model, deployment]
+  - name: queue_depth_seen
+    type: histogram
+    help: Queue depth a worker saw when it took a document
+    buckets: [1, 10, 100]
+    dimensions: [deployment]
+"""
+
+
+def test_pushed_metrics_by_model_and_deployment_have_panels(tmp_path: Path) -> None:
+    """A file whose metrics carry model and deployment (and have no unit): series by model on
+    the overview (the built-in ones are on the LLM cost dashboard) and in the history, and the
+    deployment tables and series include them."""
+    path = tmp_path / "metrics.yaml"
+    path.write_text(OTHER_FILE)
+    try:
+        pushed_metrics.install(str(path))
+        files = generate.render()
+    finally:
+        catalogue.install_pushed(())
+    for name in generate.DASHBOARDS:
+        assert checks.problems(json.loads(files[name])) == [], name
+    overview = json.loads(files["usage-overview.json"])
+    panels = {p["title"]: p for p in checks.panels(overview)}
+    assert "ocr_pages by model" in panels and "ocr_pages by deployment" in panels
+    assert "queue_depth_seen by deployment" in panels
+    assert (
+        panels["queue_depth_seen: share by organization"]["fieldConfig"]["defaults"]["unit"]
+        == "short"
+    )  # no unit: no suffix
+    tables = [q.text for q in checks.queries(overview) if q.panel == "By deployment"]
+    assert any(f"{NS}_queue_depth_seen_sum" in t for t in tables)
+    assert not any(
+        "ocr_pages" in q.text for q in checks.queries(overview) if q.panel == "By workflow"
+    )
+    history = json.loads(files["usage-history.json"])
+    titles = {p["title"] for p in checks.panels(history)}
+    assert "ocr_pages by model" in titles
+    by_deployment = [q.text for q in checks.queries(history) if q.panel == "By deployment"]
+    assert any("'ocr_pages'" in t and "'queue_depth_seen'" in t for t in by_deployment)
+    cost = json.loads(files["llm-cost.json"])
+    assert not any("ocr_pages" in q.text for q in checks.queries(cost))
