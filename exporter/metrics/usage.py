@@ -62,7 +62,11 @@ def corrections_name(namespace: str, metric: CatalogueMetric) -> str:
 
 
 def _help(namespace: str, metric: CatalogueMetric, dims: Sequence[str] = ()) -> str:
-    what = "count" if not metric.is_histogram else f"distribution ({metric.unit})"
+    # A pushed counter adds its events' values (1 unless pushed otherwise); a pushed metric
+    # may have no unit.
+    what = "sum of the pushed values" if metric.pushed else "count"
+    if metric.is_histogram:
+        what = f"distribution ({metric.unit})" if metric.unit else "distribution"
     per, source = "organization", SOURCE
     if dims:
         per, source = f"organization and {', '.join(dims)}", BREAKDOWN_SOURCE
@@ -321,11 +325,9 @@ class UsageCache:
 
 
 def _moved(built: Built) -> bool:
-    """The catalogue is no longer the one ``built`` was selected for (compared by identity:
-    entries are immutable, and install_pushed replaces the list's items)."""
-    return len(built.catalogue) != len(CATALOGUE) or any(
-        a is not b for a, b in zip(built.catalogue, CATALOGUE, strict=True)
-    )
+    """The catalogue is no longer the one ``built`` was selected for (a tuple comparison checks
+    identity first: a microsecond per scrape)."""
+    return built.catalogue != tuple(CATALOGUE)
 
 
 NAMES_RETRY = 30.0  # seconds between attempts to read names while the source is unreachable
