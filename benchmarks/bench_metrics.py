@@ -61,7 +61,11 @@ def monthly_rows(orgs: int, months: int, rnd: random.Random) -> list[dict[str, A
                         "month": month,
                         "metric_name": metric.name,
                         "metric_type": metric.type.value,
-                        "metric_value": float(count) * rnd.random() * 3,
+                        # A counter's value is its number of events, as the aggregator
+                        # writes it (/metrics shows the value).
+                        "metric_value": (
+                            float(count) * rnd.random() * 3 if metric.is_histogram else float(count)
+                        ),
                         "metric_count": count,
                         "buckets": buckets,
                         "project": "default",

@@ -1,5 +1,6 @@
 """Breakdown panels on the Prometheus dashboards: LLM cost and tokens by model, runs by workflow
-and by deployment.
+and by deployment, and the pushed metrics (DASHBOARD_METRICS_METRICS_FILE) by the dimensions each
+carries.
 
 They read the `model`, `workflow` and `deployment` labels that /metrics adds to the usage families
 when DASHBOARD_METRICS_METRICS_DIMENSIONS asks for them (opt-in: without them these panels are
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from dashboard_metrics.core.catalogue import Dimension, Metric, metric
+from dashboard_metrics.core.catalogue import Dimension, Metric, metric, pushed_metrics
 from dashboard_metrics.dashboards.common import (
     AnyPanel,
     merged_columns,
@@ -27,6 +28,12 @@ OPT_IN = "Needs DASHBOARD_METRICS_METRICS_DIMENSIONS={dimension} on serve (else 
 BY_MODEL = (metric("llm_usage"), metric("llm_tokens"))
 BY_WORKFLOW = (metric("documents_processed"), metric("failed_pages"), metric("prompt_executions"))
 BY_DEPLOYMENT = (metric("deployed_api_requests"), metric("etl_pipeline_executions"))
+
+
+def with_pushed(builtins: Sequence[Metric], dimension: Dimension) -> tuple[Metric, ...]:
+    """``builtins`` and, after them, the installed pushed metrics kept by ``dimension`` (read at
+    call time: the metrics file is installed after import)."""
+    return (*builtins, *(m for m in pushed_metrics() if dimension in m.dimensions))
 
 
 def carried(metrics: Sequence[Metric], dimension: Dimension) -> Sequence[Metric]:
@@ -58,6 +65,28 @@ def by_model(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
     ]
 
 
+def pushed_by_model(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
+    """One stacked series per model for each pushed metric kept by model (none without a
+    metrics file)."""
+    return [
+        timeseries_panel(
+            f"{m.name} by model",
+            f"Per interval and model, {m.help[0].lower()}{m.help[1:]} ({m.unit or 'value'}), "
+            "selected organizations summed. Stacked: the top is the total. "
+            + OPT_IN.format(dimension="model"),
+            panel_unit(m),
+            [
+                promql(
+                    selected(value_series(m, namespace), "$__interval", by="model"),
+                    legend="{{model}}",
+                )
+            ],
+            stacked=True,
+        )
+        for m in with_pushed((), Dimension.MODEL)
+    ]
+
+
 def named_table(
     dimension: Dimension, metrics: Sequence[Metric], namespace: str, title: str, what: str
 ) -> AnyPanel:
@@ -71,7 +100,7 @@ def named_table(
     return table_panel(
         title,
         f"Per {what} over the selected range: "
-        + ", ".join(f"{m.name} ({m.unit})" for m in metrics)
+        + ", ".join(f"{m.name} ({m.unit})" if m.unit else m.name for m in metrics)
         + f". Names from {namespace}_{dimension}_info. "
         + OPT_IN.format(dimension=dimension),
         "short",
@@ -92,12 +121,19 @@ def named_table(
 
 def by_workflow(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
     return [
-        named_table(Dimension.WORKFLOW, BY_WORKFLOW, namespace, "By workflow", "workflow"),
+        named_table(
+            Dimension.WORKFLOW,
+            with_pushed(BY_WORKFLOW, Dimension.WORKFLOW),
+            namespace,
+            "By workflow",
+            "workflow",
+        ),
     ]
 
 
 def by_deployment(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
     """A table with names and types, and a stacked series per deployment for each metric."""
+    metrics = with_pushed(BY_DEPLOYMENT, Dimension.DEPLOYMENT)
     series = [
         timeseries_panel(
             f"{m.name} by deployment",
@@ -120,11 +156,11 @@ def by_deployment(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
             ],
             stacked=True,
         )
-        for m in carried(BY_DEPLOYMENT, Dimension.DEPLOYMENT)
+        for m in carried(metrics, Dimension.DEPLOYMENT)
     ]
     table = named_table(
         Dimension.DEPLOYMENT,
-        BY_DEPLOYMENT,
+        metrics,
         namespace,
         "By deployment",
         "API deployment or pipeline",

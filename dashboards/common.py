@@ -40,7 +40,7 @@ def panel_unit(metric: Metric) -> str:
     """Grafana unit of a metric's values: its own, else '<n> pages'-style suffixes."""
     if metric.grafana_unit != "short":
         return metric.grafana_unit
-    return f"suffix: {metric.unit}" if metric.is_histogram else "short"
+    return f"suffix: {metric.unit}" if metric.is_histogram and metric.unit else "short"
 
 
 # -- variables --------------------------------------------------------------------------------

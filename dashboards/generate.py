@@ -2,6 +2,9 @@
 Kubernetes wrappers (ConfigMaps for the Grafana sidecar, a PrometheusRule) into one directory.
 
 With `check=True` nothing is written: the exit status is 1 when any file on disk differs.
+Both generate from the catalogue as installed: with DASHBOARD_METRICS_METRICS_FILE set, its pushed
+metrics have panels and rules too, and `--check` compares the directory with that generation (the
+files committed in dashboards/generated/ are generated without a metrics file).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import yaml
 from grafana_foundation_sdk.models import dashboard as md
 
+from dashboard_metrics.core.catalogue import pushed_metrics
 from dashboard_metrics.dashboards import cost, health, history, usage
 from dashboard_metrics.dashboards.common import encode
 from dashboard_metrics.dashboards.rules import DEFAULT_RUNBOOK_BASE, rule_groups
@@ -115,6 +119,14 @@ def render(runbook_base: str = DEFAULT_RUNBOOK_BASE) -> dict[str, str]:
     return files
 
 
+def with_what() -> str:
+    """What the generation covers beyond the built-in metrics, for the command's messages."""
+    names = [m.name for m in pushed_metrics()]
+    if not names:
+        return ""
+    return f" (with the pushed metrics of DASHBOARD_METRICS_METRICS_FILE: {', '.join(names)})"
+
+
 def main(out: str | None = None, check: bool = False, runbook_base: str | None = None) -> int:
     target = Path(out) if out else DEFAULT_OUT
     try:
@@ -132,13 +144,19 @@ def main(out: str | None = None, check: bool = False, runbook_base: str | None =
             print(f"out of date: {target / name}", file=sys.stderr)
         if stale:
             print("run `dashboard-metrics dashboards` and commit the result", file=sys.stderr)
+            if with_what():
+                print(
+                    f"compared with the generation{with_what()}; unset it to check files "
+                    "generated without them (as dashboards/generated/ is)",
+                    file=sys.stderr,
+                )
             return 1
-        print(f"{len(files)} generated files up to date in {target}")
+        print(f"{len(files)} generated files up to date in {target}{with_what()}")
         return 0
     for name, content in files.items():
         path = target / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text() != content:
             path.write_text(content)
-    print(f"wrote {len(files)} files to {target}")
+    print(f"wrote {len(files)} files to {target}{with_what()}")
     return 0

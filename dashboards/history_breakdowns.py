@@ -1,6 +1,7 @@
 """The breakdowns on the Usage history dashboard: LLM cost and tokens by model, runs by workflow
-and by deployment, from the breakdown tiers (event_metrics_breakdown_*), names from Unstract's
-tables. The /metrics labels are opt-in; the rollups always hold the breakdowns.
+and by deployment, and the pushed metrics by the dimensions each carries, from the breakdown
+tiers (event_metrics_breakdown_*), names from Unstract's tables. The /metrics labels are opt-in;
+the rollups always hold the breakdowns.
 
 A breakdown row holds '' for a dimension its events have no value for: such rows show as
 '(none)' in the series and with an empty id in the tables.
@@ -12,7 +13,13 @@ from collections.abc import Sequence
 
 from dashboard_metrics.core.catalogue import Dimension, Metric
 from dashboard_metrics.core.schema import BREAKDOWN, NO_VALUE
-from dashboard_metrics.dashboards.breakdowns import BY_DEPLOYMENT, BY_MODEL, BY_WORKFLOW, carried
+from dashboard_metrics.dashboards.breakdowns import (
+    BY_DEPLOYMENT,
+    BY_MODEL,
+    BY_WORKFLOW,
+    carried,
+    with_pushed,
+)
 from dashboard_metrics.dashboards.common import (
     ROLLUPS,
     AnyPanel,
@@ -78,9 +85,14 @@ def table_sql(metrics: Sequence[Metric], dimension: Dimension) -> str:
 
 
 def _series(metric: Metric) -> AnyPanel:
+    what = (
+        f"{metric.help[0].lower()}{metric.help[1:]} ({metric.unit or 'value'})"
+        if metric.pushed
+        else f"the {metric.unit} of the LLM calls"
+    )
     return timeseries_panel(
         f"{metric.name} by model",
-        f"The {metric.unit} of the LLM calls per hour, day or month ({TIER_RULE}) and model, "
+        f"{what[0].upper()}{what[1:]} per hour, day or month ({TIER_RULE}) and model, "
         "selected organizations summed (breakdown tiers).",
         panel_unit(metric),
         [Sql(series_sql(metric, Dimension.MODEL))],
@@ -94,7 +106,7 @@ def _table(title: str, dimension: Dimension, metrics: Sequence[Metric], what: st
     return table_panel(
         title,
         f"Per {what} over the range (the tier it selects: {TIER_RULE}), selected organizations: "
-        + ", ".join(f"{m.name} ({m.unit})" for m in metrics)
+        + ", ".join(f"{m.name} ({m.unit})" if m.unit else m.name for m in metrics)
         + ". Names from Unstract's tables (schema ${source_schema}).",
         "short",
         [Sql(table_sql(metrics, dimension)).table()],
@@ -105,13 +117,18 @@ def _table(title: str, dimension: Dimension, metrics: Sequence[Metric], what: st
 
 def sections() -> Sections:
     return {
-        "By model": [_series(m) for m in BY_MODEL],
+        "By model": [_series(m) for m in with_pushed(BY_MODEL, Dimension.MODEL)],
         "By workflow and deployment": [
-            _table("By workflow", Dimension.WORKFLOW, BY_WORKFLOW, "workflow"),
+            _table(
+                "By workflow",
+                Dimension.WORKFLOW,
+                with_pushed(BY_WORKFLOW, Dimension.WORKFLOW),
+                "workflow",
+            ),
             _table(
                 "By deployment",
                 Dimension.DEPLOYMENT,
-                BY_DEPLOYMENT,
+                with_pushed(BY_DEPLOYMENT, Dimension.DEPLOYMENT),
                 "API deployment or pipeline",
             ),
         ],

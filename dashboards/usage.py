@@ -39,8 +39,8 @@ def org_selector(namespace: str) -> str:
 
 def what(metric: Metric) -> str:
     if metric.is_histogram:
-        return f"the sum of {metric.unit} ({metric.help})"
-    return f"the number of {metric.unit} ({metric.help})"
+        return f"the sum of {metric.unit or 'values'} ({metric.help})"
+    return f"the number of {metric.unit or 'events'} ({metric.help})"
 
 
 def build(
@@ -118,6 +118,8 @@ def sections(namespace: str, metrics: Sequence[Metric]) -> Sections:
         ],
         "By workflow": breakdowns.by_workflow(namespace),
         "By deployment": breakdowns.by_deployment(namespace),
+        # Pushed metrics kept by model (the built-in ones are on the LLM cost dashboard).
+        **({"By model": by_model} if (by_model := breakdowns.pushed_by_model(namespace)) else {}),
     }
 
 

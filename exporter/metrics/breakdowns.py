@@ -14,6 +14,7 @@ PromQL with `* on (organization, workflow) group_left (workflow_name)`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -149,6 +150,19 @@ def select_labelled(
     return Selection(series, labelled, capped, workflows, deployments)
 
 
+def _uuids(ids: Iterable[str]) -> list[str]:
+    """The ids that can be Unstract's (uuids), sorted: a pushed event's label may hold any text,
+    which has no name there and which the uuid columns would refuse to compare with."""
+    kept = set()
+    for value in ids:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            continue
+        kept.add(value)
+    return sorted(kept)
+
+
 def _batches(ids: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(ids), _BATCH):
         yield list(ids[start : start + _BATCH])
@@ -161,11 +175,11 @@ def resolve_names(
     display_name (type API), a pipeline's pipeline_name (its pipeline_type)."""
     w, a, p = st.workflow, st.api_deployment, st.pipeline
     names: WorkflowNames = {}
-    for batch in _batches(sorted(set(workflows))):
+    for batch in _batches(_uuids(workflows)):
         query = select(w.c.id, w.c.workflow_name).where(w.c.id.in_(batch))
         names.update((str(i), n or "") for i, n in conn.execute(query))
     found: DeploymentNames = {}
-    for batch in _batches(sorted(set(deployments))):
+    for batch in _batches(_uuids(deployments)):
         apis = select(a.c.id, a.c.display_name).where(a.c.id.in_(batch))
         found.update((str(i), (n or "", "API")) for i, n in conn.execute(apis))
         pipes = select(p.c.id, p.c.pipeline_name, p.c.pipeline_type).where(p.c.id.in_(batch))

@@ -106,7 +106,8 @@ def render(
         if metric.is_histogram:
             _histogram(out, name, doc, metric, rows, openmetrics, unit)
         else:
-            _counter(out, name, doc, [(r[0], float(r[2])) for r in rows], openmetrics, unit)
+            # The sum of the events' values, as usage.families_from.
+            _counter(out, name, doc, [(r[0], float(r[1])) for r in rows], openmetrics, unit)
         fixes = [(r[0], float(max(0, r[2] - r[4]))) for r in rows]
         _counter(out, fix_name, fix_doc, fixes, openmetrics)
     return "".join(out).encode()

@@ -62,7 +62,11 @@ def corrections_name(namespace: str, metric: CatalogueMetric) -> str:
 
 
 def _help(namespace: str, metric: CatalogueMetric, dims: Sequence[str] = ()) -> str:
-    what = "count" if not metric.is_histogram else f"distribution ({metric.unit})"
+    # A pushed counter adds its events' values (1 unless pushed otherwise); a pushed metric
+    # may have no unit.
+    what = "sum of the pushed values" if metric.pushed else "count"
+    if metric.is_histogram:
+        what = f"distribution ({metric.unit})" if metric.unit else "distribution"
     per, source = "organization", SOURCE
     if dims:
         per, source = f"organization and {', '.join(dims)}", BREAKDOWN_SOURCE
@@ -167,7 +171,9 @@ def families_from(
             family = CounterMetricFamily(name, doc, unit=unit)
             total = f"{family.name}_total"
             # Samples appended directly: add_metric's per-call work dominated large scrapes.
-            family.samples = [Sample(total, dict(r[0]), float(r[2])) for r in series]
+            # A counter shows the sum of its events' values: their number for the built-in
+            # ones (each counts 1), what was pushed for a metrics file's (value defaults to 1).
+            family.samples = [Sample(total, dict(r[0]), float(r[1])) for r in series]
         corrections = CounterMetricFamily(fix_name, fix_doc)
         fixed = f"{corrections.name}_total"
         corrections.samples = [
@@ -225,6 +231,8 @@ class Built:
     capped: frozenset[str] = frozenset()
     complete: bool = True  # False: the names were unreadable; a later scrape builds again
     built_at: float = 0.0
+    # The catalogue the series were selected for: installing a metrics file changes it.
+    catalogue: tuple[CatalogueMetric, ...] = field(default_factory=lambda: tuple(CATALOGUE))
     rendered: dict[str, bytes] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -279,7 +287,7 @@ class UsageCache:
             stale = built is not None and not built.complete
             if stale and built is not None and time.monotonic() - built.built_at < NAMES_RETRY:
                 stale = False
-            if built is None or built.version != version or stale:
+            if built is None or built.version != version or stale or _moved(built):
                 built = self._build(conn, version, config, source)
                 _log_cap(self._built, built, config)
                 self._built = built
@@ -314,6 +322,12 @@ class UsageCache:
     def render(self, built: Built, encoder: Encoder, content_type: str) -> bytes:
         self.formats[content_type] = encoder
         return built.render(encoder, content_type)
+
+
+def _moved(built: Built) -> bool:
+    """The catalogue is no longer the one ``built`` was selected for (a tuple comparison checks
+    identity first: a microsecond per scrape)."""
+    return built.catalogue != tuple(CATALOGUE)
 
 
 NAMES_RETRY = 30.0  # seconds between attempts to read names while the source is unreachable
