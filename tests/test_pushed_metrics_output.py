@@ -27,14 +27,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from dashboard_metrics.aggregator import store
-from dashboard_metrics.aggregator.totals import refresh_totals
 from dashboard_metrics.cli.main import main as cli_main
 from dashboard_metrics.core import catalogue, pushed_metrics
-from dashboard_metrics.core.catalogue import CATALOGUE, METRICS, Metric
-from dashboard_metrics.core.schema import FAMILIES, Granularity, Tier
-from dashboard_metrics.core.timeutil import hour_start, month_of
-from dashboard_metrics.core.values import Agg, BreakdownKey, Key, Rollup, RowKey
+from dashboard_metrics.core.catalogue import CATALOGUE, METRICS
 from dashboard_metrics.dashboards import checks, generate
 from dashboard_metrics.dashboards.promql import value_series
 from dashboard_metrics.dashboards.rules import hourly_rule
@@ -61,43 +56,14 @@ class Pushed:
     workflow: str = ""
 
 
-def _period(when: datetime, granularity: Granularity) -> Any:
-    if granularity is Granularity.HOUR:
-        return hour_start(when)
-    return when.date() if granularity is Granularity.DAY else month_of(when)
-
-
-def _agg(metric: Metric, amount: float) -> Agg:
-    if not metric.is_histogram:
-        return Agg(amount, 1)
-    slots = [0] * metric.bucket_slots
-    slots[bisect.bisect_left(metric.buckets, amount)] = 1  # upper bounds are inclusive
-    return Agg(amount, 1, tuple(slots))
-
-
-def _rollup(tier: Tier, events: Sequence[Pushed]) -> Rollup:
-    rollup: Rollup = {}
-    for event in events:
-        period = _period(event.when, tier.granularity)
-        key: Key = (
-            BreakdownKey(event.org, period, event.metric, "", event.workflow, "")
-            if tier.is_breakdown
-            else RowKey(event.org, period, event.metric)
-        )
-        agg = _agg(METRICS[event.metric], event.value)
-        rollup[key] = rollup[key] + agg if key in rollup else agg
-    return rollup
-
-
 def seed(h: Harness, events: Sequence[Pushed]) -> None:
-    """The rows a fold of ``events`` leaves: every tier of both families, then the totals (and
-    their version), in one transaction stamped with the harness's clock."""
-    now = h.clock()
-    with h.rollup.begin() as conn:
-        for family in FAMILIES:
-            for tier in family.tiers:
-                store.upsert(conn, tier, _rollup(tier, events), now)
-        refresh_totals(conn, now)
+    """Store ``events`` as the ingest endpoint does (ids by position: seeding a longer list
+    again adds only its new events) and fold them into every tier with a tick."""
+    for index, event in enumerate(events):
+        labels = {"workflow": event.workflow} if event.workflow else {}
+        h.push(event.org, f"event-{index}", event.metric, event.value, event.when, **labels)
+    h.aggregator.tick()
+    h.assert_matches_oracle()
 
 
 REVIEW_SECONDS = (5.0, 30.0, 45.0, 400.0, 5000.0)

@@ -2,8 +2,9 @@
 with the example metrics file, loads the rules generated with it, and every PromQL query of the
 generated dashboards that names a pushed metric returns data, with the right values.
 
-The rollups are seeded as the fold leaves them (tests/test_pushed_metrics_output.py's `seed`),
-once before the first scrape and once more between scrapes, so the counters move.
+The events are stored as the endpoint stores them and folded by a tick
+(tests/test_pushed_metrics_output.py's `seed`), once before the first scrape and once more
+between scrapes, so the counters move.
 """
 
 from __future__ import annotations
