@@ -4,14 +4,15 @@ and backfills. The oracle sums the distinct accepted events in Python (tests/ora
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from dashboard_metrics.core import state
-from dashboard_metrics.core.schema import pushed_events
-from tests.harness import FakeClock, Harness
+from dashboard_metrics.core import eventsql, state
+from dashboard_metrics.core.schema import Granularity, pushed_events
+from dashboard_metrics.core.timeutil import HOUR
+from tests.harness import FakeClock, Harness, utc
 
 pytestmark = pytest.mark.usefixtures("pushed_catalogue")
 
@@ -152,3 +153,21 @@ def test_doctor_counts_the_events_and_warns_of_undeclared_ones(h: Harness) -> No
     finally:
         catalogue.install_pushed(installed)
     assert warning.level == "warn" and "hitl_completions" in warning.detail
+
+
+@pytest.mark.parametrize(
+    ("events_from", "granularity", "first"),
+    [
+        (utc(2026, 3, 10, 5, 0), Granularity.HOUR, utc(2026, 3, 10, 5, 0)),
+        (utc(2026, 3, 10, 5, 1), Granularity.HOUR, utc(2026, 3, 10, 6, 0)),
+        (utc(2026, 3, 10, 0, 0), Granularity.DAY, utc(2026, 3, 10)),
+        (utc(2026, 3, 10, 5, 1), Granularity.DAY, utc(2026, 3, 11)),
+        (utc(2026, 3, 1), Granularity.MONTH, utc(2026, 3, 1)),
+        (utc(2026, 12, 10), Granularity.MONTH, utc(2027, 1, 1)),
+    ],
+)
+def test_the_first_bucket_the_events_hold_whole(
+    events_from: datetime, granularity: Granularity, first: datetime
+) -> None:
+    assert eventsql.first_whole_bucket(events_from, granularity) == first
+    assert eventsql.clip([(first - HOUR, first + HOUR)], first) == [(first, first + HOUR)]

@@ -2,8 +2,9 @@
 events (`pushed_event_partials`, in the rollup database; core/eventstore.py): a bucket's row is
 the sum of its partials, as core/sourcesql.py's rows are sums of source rows.
 
-Events are kept `events_retention_days`; a bucket is computed from them only when it starts at
-or after the oldest event kept (`first_whole_bucket`). Older buckets keep the rows they have.
+The events and their partials are kept `events_retention_days`; a bucket is computed from the
+partials only when it starts at or after the oldest one kept (`first_whole_bucket`). Older
+buckets keep the rows they have.
 """
 
 from __future__ import annotations
