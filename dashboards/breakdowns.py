@@ -44,22 +44,28 @@ def carried(metrics: Sequence[Metric], dimension: Dimension) -> Sequence[Metric]
     return metrics
 
 
+def _model_panel(m: Metric, namespace: str, what: str) -> AnyPanel:
+    """One stacked series per model of ``m``; ``what`` says what a point is."""
+    return timeseries_panel(
+        f"{m.name} by model",
+        f"Per interval and {what}, selected organizations summed. Stacked: the top is the total. "
+        + OPT_IN.format(dimension="model"),
+        panel_unit(m),
+        [
+            promql(
+                selected(value_series(m, namespace), "$__interval", by="model"),
+                legend="{{model}}",
+            )
+        ],
+        stacked=True,
+    )
+
+
 def by_model(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
     """One stacked series per model for each metric (cost, tokens)."""
     return [
-        timeseries_panel(
-            f"{m.name} by model",
-            f"Per interval and LLM model, the {m.unit} of the LLM calls (the histogram's sum), "
-            "selected organizations summed. Stacked: the top is the total. "
-            + OPT_IN.format(dimension="model"),
-            panel_unit(m),
-            [
-                promql(
-                    selected(value_series(m, namespace), "$__interval", by="model"),
-                    legend="{{model}}",
-                )
-            ],
-            stacked=True,
+        _model_panel(
+            m, namespace, f"LLM model, the {m.unit} of the LLM calls (the histogram's sum)"
         )
         for m in carried(BY_MODEL, Dimension.MODEL)
     ]
@@ -69,20 +75,7 @@ def pushed_by_model(namespace: str = DEFAULT_NAMESPACE) -> list[AnyPanel]:
     """One stacked series per model for each pushed metric kept by model (none without a
     metrics file)."""
     return [
-        timeseries_panel(
-            f"{m.name} by model",
-            f"Per interval and model, {m.help[0].lower()}{m.help[1:]} ({m.unit or 'value'}), "
-            "selected organizations summed. Stacked: the top is the total. "
-            + OPT_IN.format(dimension="model"),
-            panel_unit(m),
-            [
-                promql(
-                    selected(value_series(m, namespace), "$__interval", by="model"),
-                    legend="{{model}}",
-                )
-            ],
-            stacked=True,
-        )
+        _model_panel(m, namespace, f"model, {m.help[0].lower()}{m.help[1:]} ({m.unit or 'value'})")
         for m in with_pushed((), Dimension.MODEL)
     ]
 
