@@ -6,11 +6,11 @@ partials (core/eventsql.py), so a partial seen twice is still counted once. What
 to miss one, and ingest transactions commit in any order:
 
 - PostgreSQL: each partial carries its inserting transaction's id (``commit_xid``). A tick stores
-  its snapshot; the next one takes the events visible in its own snapshot and not in the stored
-  one. A transaction that began early and committed late was in progress in the stored snapshot,
-  so it is found however old its id.
+  its snapshot; the next one takes the partials visible in its own snapshot and not in the
+  stored one. A transaction that began early and committed late was in progress in the stored
+  snapshot, so it is found however old its id.
 - SQLite: writers take turns (one write transaction at a time, and the tick holds the write
-  lock), so the AUTOINCREMENT sequence follows commit order: the events after the last seen.
+  lock), so the AUTOINCREMENT sequence follows commit order: the partials after the last seen.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ _SINCE_PG = """AND commit_xid >= pg_snapshot_xmin(CAST(:last AS pg_snapshot))
 def new_event_hours(
     conn: Connection, stored: dict[str, Any]
 ) -> tuple[set[datetime], dict[str, Any]]:
-    """The hours of the events committed since the last tick, and the state that records this
-    tick's view (``conn`` holds the write lock)."""
+    """The hours of the partials committed since the last tick, and the state that records
+    this tick's view (``conn`` holds the write lock)."""
     if conn.dialect.name == "postgresql":
         return _postgresql(conn, stored.get(state.EVENTS_SNAPSHOT))
     return _sqlite(conn, stored.get(state.EVENTS_SEQ))
